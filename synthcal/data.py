@@ -1,0 +1,230 @@
+"""CIFAR-10 input: download with checksum, the official pickle batches, or an ImageFolder tree.
+
+Every source ends as one canonical image set per split (see ``synthcal.io``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import pickle
+import tarfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from synthcal.io import UNLABELLED, ImageSet, atomic_path
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
+CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+CIFAR10_MD5 = "c58f30108f718f92721af3b95e74349a"
+PICKLE_DIR = "cifar-10-batches-py"
+PICKLE_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class DataError(RuntimeError):
+    """Bad or unreachable input data; the message says what to change."""
+
+
+def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, destination: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,
+             config_key: str = "", retries: int = 3, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``destination`` (skipped when a verified copy is there) with retries and a progress bar."""
+    destination = Path(destination)
+    expected = [(name, value) for name, value in (("md5", md5), ("sha256", sha256)) if value]
+
+    def verified(path: Path) -> bool:
+        return all(file_digest(path, name).startswith(value.lower()) for name, value in expected)
+
+    if destination.is_file() and verified(destination):
+        return destination
+    hint = f" Offline? Set `{config_key}` to a local copy instead." if config_key else ""
+    last_error: Exception | None = None
+    for attempt in range(1, retries + 1):
+        try:
+            with atomic_path(destination) as tmp:
+                with urllib.request.urlopen(url, timeout=timeout) as response, open(tmp, "wb") as out:
+                    total = int(response.headers.get("Content-Length") or 0) or None
+                    with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {destination.name}") as bar:
+                        for block in iter(lambda: response.read(1 << 20), b""):
+                            out.write(block)
+                            bar.update(len(block))
+                if not verified(tmp):
+                    got = {name: file_digest(tmp, name) for name, _ in expected}
+                    raise DataError(f"checksum mismatch for {url}: expected {dict(expected)}, got {got}")
+            return destination
+        except DataError:
+            raise
+        except (urllib.error.URLError, OSError, TimeoutError) as error:
+            last_error = error
+            if attempt < retries:
+                time.sleep(2 ** attempt)
+    raise DataError(f"could not download {url} after {retries} tries ({last_error}).{hint}")
+
+
+def _unpickle(handle) -> dict:
+    batch = pickle.load(handle, encoding="bytes")
+    return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
+
+
+def _batch_to_arrays(batch: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except KeyError as error:
+        raise DataError(f"{name} is not a CIFAR-10 pickle batch (missing {error})") from error
+    if data.ndim != 2 or data.shape[1] != 3072 or len(labels) != len(data):
+        raise DataError(f"{name} has data of shape {data.shape}, expected (N, 3072) with N labels")
+    return data.reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1), labels
+
+
+def read_pickle_batches(path: str | os.PathLike, split: str) -> ImageSet:
+    """Read a split from ``cifar-10-python.tar.gz`` or an extracted ``cifar-10-batches-py`` folder."""
+    path = Path(path)
+    if split not in PICKLE_BATCHES:
+        raise ValueError(f"unknown split {split!r}; expected one of {sorted(PICKLE_BATCHES)}")
+    parts = []
+    if path.is_dir():
+        folder = path / PICKLE_DIR if (path / PICKLE_DIR).is_dir() else path
+        for name in PICKLE_BATCHES[split]:
+            batch_path = folder / name
+            if not batch_path.is_file():
+                raise DataError(f"{batch_path} is missing (expected the official CIFAR-10 python batches)")
+            with open(batch_path, "rb") as handle:
+                parts.append(_batch_to_arrays(_unpickle(handle), str(batch_path)))
+    elif path.is_file():
+        try:
+            with tarfile.open(path) as archive:
+                for name in PICKLE_BATCHES[split]:
+                    member = f"{PICKLE_DIR}/{name}"
+                    try:
+                        handle = archive.extractfile(member)
+                    except KeyError:
+                        handle = None
+                    if handle is None:
+                        raise DataError(f"{path} has no member {member}")
+                    parts.append(_batch_to_arrays(_unpickle(handle), f"{path}:{member}"))
+        except (tarfile.TarError, EOFError, OSError) as error:
+            raise DataError(f"{path} is not a readable CIFAR-10 tarball: {error}") from error
+    else:
+        raise DataError(f"{path} does not exist")
+    images = np.concatenate([images for images, _ in parts])
+    labels = np.concatenate([labels for _, labels in parts])
+    return ImageSet(images, labels, {"format": "cifar10-python", "path": str(path), "split": split})
+
+
+def _sort_key(name: str) -> tuple:
+    stem = Path(name).stem
+    return (int(stem), name) if stem.isdigit() else (float("inf"), name)
+
+
+def decode_image(data: bytes, name: str, size: int = 32) -> np.ndarray:
+    """Decode one image file to uint8 RGB (size, size, 3), resizing when needed."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            image = image.convert("RGB")
+            if image.size != (size, size):
+                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as error:
+        raise DataError(f"cannot read image {name}: {error}") from error
+
+
+def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
+    """Yield (class folder or '', file name, bytes) from a directory or from ``archive.tar[.gz]/inner/dir``."""
+    archive_path, inner = root, ""
+    while not archive_path.exists() and archive_path != archive_path.parent:
+        inner = f"{archive_path.name}/{inner}" if inner else archive_path.name
+        archive_path = archive_path.parent
+    if archive_path.is_dir():
+        for file in sorted(root.rglob("*")):
+            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
+                relative = file.relative_to(root)
+                label_dir = relative.parts[0] if len(relative.parts) > 1 else ""
+                yield label_dir, str(file), file.read_bytes()
+        return
+    if not archive_path.is_file() or not tarfile.is_tarfile(archive_path):
+        raise DataError(f"image folder {root} does not exist")
+    prefix = inner.rstrip("/") + "/" if inner else ""
+    with tarfile.open(archive_path) as archive:
+        for member in archive:
+            name = member.name.removeprefix("./")
+            if not member.isfile() or not name.startswith(prefix) or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            parts = Path(name[len(prefix):]).parts
+            yield (parts[0] if len(parts) > 1 else ""), f"{archive_path}:{name}", archive.extractfile(member).read()
+
+
+def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size: int = 32,
+                      show_progress: bool = True) -> ImageSet:
+    """Read ``root/<class name>/*.png|jpg`` (or loose images when unlabelled).
+
+    CIFAR-10 class names map to labels 0-9. ``labelled=None`` decides from the folder names.
+    ``root`` may point inside a tarball: ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``.
+    """
+    root = Path(root)
+    entries = list(_folder_entries(root))
+    if not entries:
+        raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
+    class_dirs = sorted({label_dir for label_dir, _, _ in entries})
+    if labelled is None:
+        labelled = all(name in CIFAR10_CLASSES for name in class_dirs)
+    if labelled:
+        unknown = [name for name in class_dirs if name not in CIFAR10_CLASSES]
+        if unknown:
+            raise DataError(f"{root}: folders {unknown} are not CIFAR-10 class names {list(CIFAR10_CLASSES)}")
+    entries.sort(key=lambda entry: (_sort_key(entry[1]), entry[0]))
+    images = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    labels = np.full(len(entries), UNLABELLED, dtype=np.int64)
+    for index, (label_dir, name, data) in enumerate(
+        tqdm(entries, desc=f"read {root.name}", unit="img", disable=not show_progress)
+    ):
+        images[index] = decode_image(data, name, size)
+        if labelled:
+            labels[index] = CIFAR10_CLASSES.index(label_dir)
+    provenance = {"format": "image-folder", "path": str(root), "labelled": labelled, "size": size}
+    return ImageSet(images, labels, provenance)
+
+
+def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True) -> ImageSet:
+    """Load one CIFAR-10 split as configured under ``data`` in the config."""
+    kind = source.get("source", "download")
+    if kind == "download":
+        tarball = download(source.get("url", CIFAR10_URL), Path(cache_dir).expanduser() / "cifar-10-python.tar.gz",
+                           md5=source.get("md5", CIFAR10_MD5), config_key="data.source: local + data.local_path")
+        image_set = read_pickle_batches(tarball, split)
+    elif kind == "local":
+        path = source.get("local_path")
+        if not path or not Path(path).exists():
+            raise DataError(
+                f"data.local_path {path!r} does not exist (give a cifar-10-python.tar.gz or its extracted folder)"
+            )
+        image_set = read_pickle_batches(path, split)
+    elif kind == "folder":
+        folders = source.get("folders") or {}
+        if split not in folders:
+            raise DataError(f"data.folders.{split} is not set (an ImageFolder tree for the {split} split)")
+        image_set = read_image_folder(folders[split], labelled=True, show_progress=show_progress)
+    else:
+        raise DataError(f"data.source {kind!r} is not one of download, local, folder")
+    limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None
+    if limit:
+        image_set = ImageSet(image_set.images[:limit], image_set.labels[:limit], image_set.provenance)
+    image_set.provenance.update({"split": split, "count": len(image_set), "limit": limit})
+    return image_set

@@ -1,0 +1,97 @@
+"""Test-set evaluation of an OpenVINO IR (FP32 or INT8) with the same settings for both."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import openvino as ov
+
+from synthcal.inference import compile_model, infer_logits
+from synthcal.io import ImageSet, atomic_path, write_json
+
+
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict:
+    predictions = logits.argmax(1)
+    top5 = np.argsort(-logits, axis=1)[:, :5]
+    per_class = {
+        str(c): float((predictions[labels == c] == c).mean()) if (labels == c).any() else None
+        for c in range(num_classes)
+    }
+    return {
+        "top1": float((predictions == labels).mean()),
+        "top5": float((top5 == labels[:, None]).any(1).mean()),
+        "per_class_top1": per_class,
+        "num_images": int(len(labels)),
+    }
+
+
+def agreement_metrics(predictions: np.ndarray, reference_predictions: np.ndarray) -> dict:
+    agreement = float((predictions == reference_predictions).mean())
+    return {"agreement_with_fp32": agreement, "flip_rate": 1.0 - agreement}
+
+
+def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hint: str = "f32",
+                batch_size: int = 100, show_progress: bool = True) -> tuple[dict, np.ndarray]:
+    """Top-1/top-5/per-class accuracy and throughput; returns (metrics, logits)."""
+    compiled = compile_model(xml_path, precision_hint)
+    infer_logits(compiled, test_set.images[:batch_size])  # warm-up, not timed
+    start = time.perf_counter()
+    logits = infer_logits(compiled, test_set.images, batch_size, show_progress, desc="evaluate")
+    seconds = time.perf_counter() - start
+    metrics = classification_metrics(logits, test_set.labels)
+    metrics.update({
+        "images_per_second": len(logits) / seconds,
+        "inference_seconds": seconds,
+        "batch_size": batch_size,
+        "precision_hint": precision_hint or "default",
+        "openvino_version": ov.get_version(),
+        "ir": str(xml_path),
+        "test_set": test_set.provenance,
+    })
+    return metrics, logits
+
+
+def write_evaluation(xml_path, test_set: ImageSet, metrics_path, predictions_path, *, reference_predictions=None,
+                     reference_metrics: dict | None = None, extra: dict | None = None, **options) -> dict:
+    """Evaluate and write the metrics JSON and ``predictions.npz`` (logits + argmax)."""
+    metrics, logits = evaluate_ir(xml_path, test_set, **options)
+    predictions = logits.argmax(1)
+    if reference_predictions is not None:
+        metrics.update(agreement_metrics(predictions, np.asarray(reference_predictions)))
+    if reference_metrics is not None:
+        metrics["fp32_top1"] = reference_metrics["top1"]
+        metrics["delta_top1"] = metrics["top1"] - reference_metrics["top1"]
+        metrics["fp32_images_per_second"] = reference_metrics["images_per_second"]
+    metrics.update(extra or {})
+    with atomic_path(predictions_path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.savez(handle, logits=logits, predictions=predictions, labels=test_set.labels)
+    write_json(metrics_path, metrics)
+    return metrics
+
+
+def evaluate_from_files(inputs, outputs, options: dict) -> dict:
+    """Workflow entry for FP32 (export.json beside) and INT8 (FP32 metrics and predictions as reference)."""
+    from synthcal.io import load_image_set, read_json
+
+    test = load_image_set(inputs.test)
+    reference_predictions = reference_metrics = None
+    extra: dict = {}
+    if "fp32_metrics" in inputs.keys():
+        reference_metrics = read_json(inputs.fp32_metrics)
+        with np.load(inputs.fp32_predictions) as fp32:
+            reference_predictions = fp32["predictions"]
+        quantize_info = read_json(inputs.quantize_info)
+        extra = {"precision": "int8", "untrained": reference_metrics.get("untrained", False),
+                 "method": quantize_info["method"], "calibration": quantize_info["calibration_set"].get("name"),
+                 "quantization_seconds": quantize_info["quantization_seconds"]}
+    else:
+        export_info = read_json(inputs.export_info)
+        extra = {"precision": "fp32", "untrained": export_info.get("untrained", False), "model": export_info["model"]}
+    return write_evaluation(
+        inputs.xml, test, outputs.metrics, outputs.predictions, reference_predictions=reference_predictions,
+        reference_metrics=reference_metrics, extra=extra,
+        precision_hint=options.get("precision_hint", "f32"), batch_size=int(options.get("batch_size", 100)),
+    )

@@ -1,0 +1,58 @@
+"""OpenVINO inference shared by export parity checks, evaluation and quantization."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import openvino as ov
+from tqdm import tqdm
+
+
+def to_model_input(images: np.ndarray) -> np.ndarray:
+    """uint8 NHWC RGB → float32 NCHW raw pixels in [0, 255] (normalisation lives inside the model)."""
+    return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
+
+
+def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f32", num_streams: str | None = None,
+                  device: str = "CPU") -> ov.CompiledModel:
+    """Compile for the CPU; ``precision_hint='f32'`` stops this CPU from running "FP32" in bf16."""
+    config: dict = {}
+    if precision_hint:
+        config["INFERENCE_PRECISION_HINT"] = precision_hint
+    if num_streams:
+        config["NUM_STREAMS"] = num_streams
+    core = ov.Core()
+    source = model if isinstance(model, ov.Model) else core.read_model(str(model))
+    return core.compile_model(source, device, config)
+
+
+def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
+                 show_progress: bool = False, desc: str = "infer") -> np.ndarray:
+    """Logits for uint8 NHWC images, batched through an AsyncInferQueue (results kept in order)."""
+    starts = list(range(0, len(images), batch_size))
+    logits: list[np.ndarray | None] = [None] * len(starts)
+    queue = ov.AsyncInferQueue(compiled)
+
+    def on_done(request, index):  # runs on OpenVINO's thread: only store the result
+        logits[index] = request.get_output_tensor(0).data.copy()
+
+    queue.set_callback(on_done)
+    with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
+        for index, start in enumerate(starts):
+            batch = to_model_input(images[start:start + batch_size])
+            queue.start_async({0: batch}, userdata=index)  # blocks while every request is busy
+            bar.update(len(batch))
+        queue.wait_all()
+    return np.concatenate(logits).astype(np.float32) if logits else np.zeros((0, 10), np.float32)
+
+
+def runtime_precisions(compiled: ov.CompiledModel) -> dict[str, str]:
+    """Runtime precision per executed layer type (e.g. Convolution → u8), from the execution graph."""
+    precisions: dict[str, set] = {}
+    for op in compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        layer_type = info["layerType"].astype(str) if "layerType" in info else op.get_type_name()
+        precision = info["runtimePrecision"].astype(str) if "runtimePrecision" in info else ""
+        precisions.setdefault(layer_type, set()).add(precision)
+    return {layer: ",".join(sorted(values)) for layer, values in sorted(precisions.items())}

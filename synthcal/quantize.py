@@ -1,0 +1,192 @@
+"""INT8 quantization with NNCF: ``default`` (≈ POT DefaultQuantization) and ``accuracy_aware``
+(≈ POT AccuracyAwareQuantization), configured by a named method entry of the config."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+
+import nncf
+import numpy as np
+import openvino as ov
+
+from synthcal.export import save_ir
+from synthcal.inference import compile_model, infer_logits, to_model_input
+from synthcal.io import ImageSet, write_json
+
+ALGORITHMS = ("default", "accuracy_aware")
+COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")
+LAYOUT_OPS = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Convert")
+
+
+class QuantizationError(RuntimeError):
+    """A method that cannot run with the given calibration set or parameters."""
+
+
+def _subset_size(value, num_items: int) -> int:
+    """``all`` (POT's default: the whole set) or a number of dataset items (NNCF's default: 300)."""
+    return num_items if value in (None, "all") else min(int(value), num_items)
+
+
+def _ignored_scope(spec: dict | None) -> nncf.IgnoredScope | None:
+    if not spec:
+        return None
+    return nncf.IgnoredScope(names=spec.get("names", []), types=spec.get("types", []),
+                             patterns=spec.get("patterns", []), validate=spec.get("validate", True))
+
+
+def _advanced_parameters(spec: dict | None) -> nncf.AdvancedQuantizationParameters | None:
+    """The advanced parameters NNCF takes as plain values (see the config schema for the list)."""
+    if not spec:
+        return None
+    spec = dict(spec)
+    if "overflow_fix" in spec:
+        spec["overflow_fix"] = nncf.OverflowFix(spec["overflow_fix"])
+    return nncf.AdvancedQuantizationParameters(**spec)
+
+
+def nncf_arguments(method: dict, num_items: int) -> dict:
+    """Arguments shared by both NNCF entry points, resolved from a method's config entry."""
+    arguments = {
+        "preset": nncf.QuantizationPreset(method.get("preset", "performance")),
+        "target_device": nncf.TargetDevice[method.get("target_device", "CPU").upper()],
+        "subset_size": _subset_size(method.get("subset_size", "all"), num_items),
+        "fast_bias_correction": bool(method.get("fast_bias_correction", True)),
+        "model_type": nncf.ModelType(method["model_type"]) if method.get("model_type") else None,
+        "ignored_scope": _ignored_scope(method.get("ignored_scope")),
+    }
+    return arguments
+
+
+def float_compute_layers(model: ov.Model) -> list[str]:
+    """Convolutions and MatMuls whose activation input is not fake-quantized (they run in floating point)."""
+    names = []
+    for op in model.get_ordered_ops():
+        if op.get_type_name() in COMPUTE_OPS:
+            producer = op.input_value(0).get_node()
+            while producer.get_type_name() in LAYOUT_OPS:
+                producer = producer.input_value(0).get_node()
+            if producer.get_type_name() != "FakeQuantize":
+                names.append(op.get_friendly_name())
+    return names
+
+
+def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    return [to_model_input(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+
+
+def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_name: str, method: dict,
+                   int8_xml: str | os.PathLike, info_path: str | os.PathLike, *, precision_hint: str = "f32",
+                   extra_info: dict | None = None) -> dict:
+    """Quantize the FP32 IR with one method entry; writes the INT8 IR and a JSON of what happened."""
+    algorithm = method.get("algorithm", "default")
+    if algorithm not in ALGORITHMS:
+        raise QuantizationError(f"methods.{method_name}.algorithm {algorithm!r} is not one of {ALGORITHMS}")
+    if len(calibration) == 0:
+        raise QuantizationError("the calibration set is empty")
+    model = ov.Core().read_model(str(fp32_xml))
+    batch_size = int(method.get("batch_size", 1))
+    calibration_items = _batches(calibration.images, batch_size)
+    arguments = nncf_arguments(method, len(calibration_items))
+    info: dict = {
+        "method": method_name,
+        "algorithm": algorithm,
+        "config": method,
+        "nncf_version": nncf.__version__,
+        "openvino_version": ov.get_version(),
+        "calibration_set": calibration.provenance,
+        "calibration_images_available": len(calibration),
+        "calibration_batch_size": batch_size,
+        "nncf_arguments": {key: str(value) if value is not None else None for key, value in arguments.items()},
+        "calibration_samples_used": min(arguments["subset_size"] * batch_size, len(calibration)),
+        "subset_semantics": "items of calibration_batch_size images; 'all' = whole set as POT did",
+    }
+    start = time.perf_counter()
+    calibration_dataset = nncf.Dataset(calibration_items)
+    if algorithm == "default":
+        quantized = nncf.quantize(model, calibration_dataset, **arguments,
+                                  advanced_parameters=_advanced_parameters(method.get("advanced")))
+    else:
+        quantized = _quantize_with_accuracy_control(model, calibration, calibration_dataset, method, method_name,
+                                                    arguments, precision_hint, info)
+    info["quantization_seconds"] = time.perf_counter() - start
+    info["float_layers"] = float_compute_layers(quantized)
+    info["fake_quantize_count"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())
+    info.update(extra_info or {})
+    save_ir(quantized, int8_xml)
+    write_json(info_path, info)
+    return info
+
+
+def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_dataset, method: dict,
+                                    method_name: str, arguments: dict, precision_hint: str, info: dict) -> ov.Model:
+    validation = method.get("validation", "labels")
+    count = method.get("validation_count")
+    images = calibration.images[:count] if count else calibration.images
+    if validation == "labels":
+        if not calibration.labelled:
+            raise QuantizationError(
+                f"methods.{method_name}.validation is 'labels' but the calibration set has no labels; "
+                "use 'agreement' (top-1 agreement with the FP32 model) for unlabelled sets"
+            )
+        targets = calibration.labels[: len(images)]
+    elif validation == "agreement":
+        targets = infer_logits(compile_model(model, precision_hint), images).argmax(1)
+    else:
+        raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement")
+    items = list(zip(_batches(images, 1), targets, strict=True))
+    eval_batch = 100
+
+    def validate(compiled_model: ov.CompiledModel, data) -> tuple[float, list[float]]:
+        data = list(data)
+        correct: list[float] = []
+        for start in range(0, len(data), eval_batch):
+            chunk = data[start:start + eval_batch]
+            logits = compiled_model(np.concatenate([image for image, _ in chunk]))[0]
+            correct.extend((logits.argmax(1) == np.array([target for _, target in chunk])).astype(float).tolist())
+        return float(np.mean(correct)), correct
+
+    drop_type = nncf.DropType(method.get("drop_type", "absolute"))
+    restorer = nncf.AdvancedAccuracyRestorerParameters(
+        **{key: method[key] for key in ("max_num_iterations", "tune_hyperparams", "ranking_subset_size",
+                                         "num_ranking_workers") if key in method}
+    )
+    captured = _CapturedLog()
+    nncf_logger = logging.getLogger("nncf")
+    nncf_logger.addHandler(captured)
+    try:
+        quantized = nncf.quantize_with_accuracy_control(
+            model, calibration_dataset, nncf.Dataset(items, lambda item: item[0]), validate,
+            max_drop=float(method.get("max_drop", 0.02)), drop_type=drop_type, **arguments,
+            advanced_quantization_parameters=_advanced_parameters(method.get("advanced")),
+            advanced_accuracy_restorer_parameters=restorer,
+        )
+    finally:
+        nncf_logger.removeHandler(captured)
+    baseline = validate(compile_model(model, precision_hint), items)[0]
+    final = validate(compile_model(quantized, precision_hint), items)[0]
+    info["accuracy_control"] = {
+        "validation": validation, "validation_images": len(items), "max_drop": method.get("max_drop", 0.02),
+        "drop_type": drop_type.value, "baseline_metric": baseline, "final_metric": final,
+        "metric_drop": baseline - final if drop_type == nncf.DropType.ABSOLUTE else (baseline - final) / baseline,
+        "nncf_log": captured.lines,
+    }
+    return quantized
+
+
+class _CapturedLog(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def quantize_from_files(method_name: str, method: dict, inputs, outputs, precision_hint: str = "f32") -> dict:
+    """Workflow entry: FP32 IR + calibration set in, INT8 IR + quantize.json out."""
+    from synthcal.io import load_image_set
+
+    return quantize_model(inputs.xml, load_image_set(inputs.calibration), method_name, method, outputs.xml,
+                          outputs.info, precision_hint=precision_hint)

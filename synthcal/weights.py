@@ -1,0 +1,93 @@
+"""Classifier weights: the release URL (cached, hash-checked), a local file, or random (smoke tests only)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+
+import torch
+
+from synthcal.data import file_digest
+from synthcal.io import atomic_path, write_json
+from synthcal.zoo import build_model, load_state_dict_file, zoo_info
+
+
+class WeightsError(RuntimeError):
+    """A weights file that is missing, corrupt or has the wrong hash."""
+
+
+def expected_sha256(model_name: str, spec: dict) -> str | None:
+    """The full sha256 or prefix to check: the config's, else the zoo's, else the file name's ``-xxxxxxxx`` part."""
+    if spec.get("sha256"):
+        return spec["sha256"].lower()
+    info = zoo_info(model_name)
+    return (info.get("sha256") or info.get("sha256_prefix") or "").lower() or None
+
+
+def check_sha256(path: Path, expected: str | None, what: str) -> str:
+    actual = file_digest(path, "sha256")
+    if expected and not actual.startswith(expected):
+        raise WeightsError(f"{what}: {path} has sha256 {actual}, expected {expected}; refusing to use it")
+    return actual
+
+
+def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out_path: str | os.PathLike,
+                  seed: int = 0) -> dict:
+    """Resolve ``models.<name>.weights`` to a verified state_dict file at ``out_path``; returns provenance.
+
+    ``spec``: ``{"source": "url"}`` (release URL, or ``url``), ``{"source": "path", "path": ...}`` or
+    ``{"source": "random"}``. The checkpoint is loaded strictly into the architecture before it is accepted.
+    """
+    source = spec.get("source", "url")
+    key = f"models.{model_name}.weights"
+    out_path = Path(out_path)
+    provenance: dict = {"model": model_name, "source": source, "untrained": source == "random"}
+    if source == "random":
+        torch.manual_seed(seed)
+        model = build_model(model_name)
+        with atomic_path(out_path) as tmp:
+            torch.save(model.state_dict(), tmp)
+        provenance["seed"] = seed
+        return provenance
+    if source == "url":
+        url = spec.get("url") or zoo_info(model_name)["url"]
+        expected = expected_sha256(model_name, spec)
+        cached = Path(cache_dir).expanduser() / "checkpoints" / url.rsplit("/", 1)[-1]
+        if not cached.is_file():
+            cached.parent.mkdir(parents=True, exist_ok=True)
+            prefix = re.search(r"-([0-9a-f]{8,})\.", cached.name)
+            try:
+                torch.hub.download_url_to_file(url, str(cached), hash_prefix=prefix.group(1) if prefix else None)
+            except RuntimeError as error:  # torch.hub's hash mismatch
+                raise WeightsError(f"{key}: download of {url} failed its hash check: {error}") from error
+            except OSError as error:
+                raise WeightsError(
+                    f"{key}: could not download {url} ({error}). Offline? Set {key} to "
+                    f"{{source: path, path: /local/copy.pt}}"
+                ) from error
+        provenance.update(url=url, path=str(cached))
+        local = cached
+    elif source == "path":
+        local = Path(spec.get("path") or "").expanduser()
+        if not spec.get("path") or not local.is_file():
+            raise WeightsError(f"{key}.path {spec.get('path')!r} is not a file")
+        expected = expected_sha256(model_name, spec) if spec.get("verify", True) else None
+        provenance["path"] = str(local)
+    else:
+        raise WeightsError(f"{key}.source {source!r} is not one of url, path, random")
+    provenance["sha256"] = check_sha256(local, expected, key)
+    provenance["sha256_expected"] = expected
+    try:
+        state_dict = load_state_dict_file(local)
+        build_model(model_name).load_state_dict(state_dict, strict=True)
+    except (ValueError, RuntimeError) as error:
+        raise WeightsError(f"{key}: {local} does not fit {model_name}: {error}") from error
+    with atomic_path(out_path) as tmp:
+        shutil.copyfile(local, tmp)
+    return provenance
+
+
+def write_weights(model_name: str, spec: dict, cache_dir, out_path, info_path, seed: int = 0) -> None:
+    write_json(info_path, fetch_weights(model_name, spec, cache_dir, out_path, seed))
