@@ -11,6 +11,8 @@ rule calibration_set:
         preview="results/calib/{calib}/preview.png",
     params:
         spec=lambda w: config["calibration"][w.calib],
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/calib/{calib}.log",
     benchmark:
@@ -30,6 +32,8 @@ rule calibration_set_for_model:
     params:
         spec=lambda w: config["calibration"][w.calib],
         deploy_repvgg=config.get("export", {}).get("deploy_repvgg", True),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/calib/{calib}/{model}.log",
     benchmark:
@@ -47,6 +51,8 @@ rule calibration_quality:
         train="results/data/cifar10_train.npz",
     output:
         "results/quality/{model}/{calib}.json",
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/quality/{model}/{calib}.log",
     benchmark:

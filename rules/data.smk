@@ -5,6 +5,8 @@ rule cifar10_split:
     params:
         data=config["data"],
         cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/data/cifar10_{split}.log",
     benchmark:

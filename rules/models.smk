@@ -7,6 +7,8 @@ rule fetch_weights:
         spec=lambda w: (config["models"][w.model] or {}).get("weights", {"source": "url"}),
         cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
         seed=config.get("seed", 0),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/weights/{model}.log",
     benchmark:
@@ -28,6 +30,8 @@ rule export_model:
         info="results/models/{model}/export.json",
     params:
         export=config.get("export", {}),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/export/{model}.log",
     benchmark:
@@ -49,6 +53,8 @@ rule evaluate_fp32:
         predictions="results/eval/{model}/fp32/predictions.npz",
     params:
         evaluation=config.get("evaluation", {}),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/eval/{model}/fp32.log",
     benchmark:

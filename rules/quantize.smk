@@ -11,6 +11,8 @@ rule quantize:
     params:
         method=lambda w: config["methods"][w.method],
         precision_hint=config.get("evaluation", {}).get("precision_hint", "f32"),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/quantize/{model}/{calib}/{method}.log",
     benchmark:
@@ -36,6 +38,8 @@ rule evaluate_int8:
         predictions="results/eval/{model}/{calib}/{method}/predictions.npz",
     params:
         evaluation=config.get("evaluation", {}),
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/eval/{model}/{calib}/{method}.log",
     benchmark:

@@ -41,6 +41,8 @@ rule report:
             "methods": study.methods,
         },
         config=config,
+    conda:
+        "../envs/synthcal.yaml"
     log:
         "results/logs/report.log",
     benchmark:
