@@ -26,6 +26,7 @@ include: "rules/models.smk"
 include: "rules/calibration.smk"
 include: "rules/quantize.smk"
 include: "rules/report.smk"
+include: "rules/gan.smk"
 
 
 rule all:

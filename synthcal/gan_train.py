@@ -399,3 +399,20 @@ def train_distylegan(cfg: dict, out_dir: str | os.PathLike, resume: bool = True,
         write_json(out_dir / "train_config.json", {"config": config, "device": str(device),
                                                    "torch": torch.__version__, "steps_done": final_step})
     return summary
+
+
+def write_real_data(data_folder, train_split_path, out_path) -> None:
+    """The adversarial training set: an ImageFolder tree (or tarball path), else the CIFAR-10 train split."""
+    from synthcal.data import read_image_folder
+    from synthcal.io import load_image_set, save_image_set
+
+    image_set = read_image_folder(data_folder, labelled=True) if data_folder else load_image_set(train_split_path)
+    save_image_set(out_path, image_set.images, image_set.labels, image_set.provenance)
+
+
+def train_from_files(train_config: dict, real_path, out_dir, threads: int) -> dict:
+    """Workflow entry: train with the config entry's settings on ``real_path`` into ``out_dir``."""
+    config = {"num_threads": threads, **train_config}
+    if config.get("mode", "adversarial") == "adversarial":
+        config["real_data"] = str(real_path)
+    return train_distylegan(config, out_dir)

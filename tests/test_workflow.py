@@ -1,0 +1,101 @@
+"""A small slice of the real DAG through Snakemake: real export, NNCF, OpenVINO, report."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, shared_path
+
+from synthcal.inference import compile_model, runtime_precisions
+
+pytestmark = pytest.mark.slow
+
+SLICE = ["resnet20"], ["cifar10", "noise"], ["default", "accuracy_aware"]
+
+
+def _snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "2",
+               *args, "--configfile", str(REPO / "config.yaml"), str(config)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=1500)
+
+
+@pytest.fixture(scope="module")
+def slice_run(tmp_path_factory):
+    lossless = shared_path("data", "cifar10-lossless")
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    workdir = tmp_path_factory.mktemp("study")
+    models, calibrations, methods = SLICE
+    config = {
+        "study": {"models": models, "calibration": calibrations, "methods": methods},
+        "data": {"source": "folder", "folders": {"train": str(lossless / "train"), "test": str(lossless / "test")},
+                 "limit": {"test": 300}},
+        "models": {"resnet20": {"weights": {"source": "path", "path": str(weights)}}},
+        "calibration": {"cifar10": {"kind": "cifar10", "per_class": 30, "seed": 0},
+                        "noise": {"kind": "noise", "count": 100, "seed": 0}},
+        "methods": {"accuracy_aware": {"algorithm": "accuracy_aware", "validation": "agreement",
+                                       "validation_count": 200, "max_drop": 0.02}},
+    }
+    config_path = workdir / "test_config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = _snakemake(workdir, config_path)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    return workdir, config_path, config
+
+
+def test_report_matches_metrics(slice_run):
+    workdir, _, _ = slice_run
+    results = workdir / "results"
+    summary = pd.read_csv(results / "report" / "summary.csv", keep_default_na=False)
+    models, calibrations, methods = SLICE
+    assert len(summary) == len(models) * (1 + len(calibrations) * len(methods))
+    for row in summary.itertuples():
+        if row.precision == "fp32":
+            metrics = json.loads((results / "eval" / row.model / "fp32" / "metrics.json").read_text())
+        else:
+            metrics = json.loads((results / "eval" / row.model / row.calibration / row.method / "metrics.json")
+                                 .read_text())
+            assert row.delta_top1 == pytest.approx(metrics["top1"] - metrics["fp32_top1"], abs=1e-6)
+            assert row.agreement_with_fp32 == pytest.approx(metrics["agreement_with_fp32"], abs=1e-6)
+        assert row.top1 == pytest.approx(metrics["top1"], abs=1e-6)
+        assert metrics["num_images"] == 300
+    html = (results / "report" / "index.html").read_text()
+    assert "http://" not in html and "https://" not in html.replace("https://json-schema.org", "")
+    for calibration in calibrations:
+        assert calibration in html
+
+
+def test_int8_model_runs_in_int8(slice_run):
+    workdir, _, _ = slice_run
+    precisions = runtime_precisions(compile_model(workdir / "results/quantized/resnet20/cifar10/default/int8.xml"))
+    assert set(precisions["Convolution"].split(",")) <= {"u8", "i8"}, precisions
+    fp32 = runtime_precisions(compile_model(workdir / "results/models/resnet20/fp32.xml"))
+    assert fp32["Convolution"] == "f32", fp32
+
+
+def test_accuracy_aware_records_validation(slice_run):
+    workdir, _, _ = slice_run
+    info = json.loads((workdir / "results/quantized/resnet20/noise/accuracy_aware/quantize.json").read_text())
+    control = info["accuracy_control"]
+    assert control["validation"] == "agreement" and control["validation_images"] == 100
+    assert control["baseline_metric"] == pytest.approx(1.0)  # FP32 agrees with itself
+    assert "float_layers" in info and info["calibration_samples_used"] == 100
+
+
+def test_nothing_to_redo_and_params_change_reruns_only_that_method(slice_run):
+    workdir, config_path, config = slice_run
+    dry = _snakemake(workdir, config_path, "-n")
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
+    changed = dict(config, methods={**config["methods"], "default": {"algorithm": "default", "preset": "mixed"}})
+    changed_path = workdir / "changed.yaml"
+    changed_path.write_text(yaml.safe_dump(changed))
+    dry = _snakemake(workdir, changed_path, "-n", "--rerun-triggers", "params")
+    output = dry.stdout + dry.stderr
+    assert dry.returncode == 0, output
+    assert "results/quantized/resnet20/cifar10/default/int8.xml" in output
+    assert "results/quantized/resnet20/cifar10/accuracy_aware/int8.xml" not in output

@@ -1,0 +1,6 @@
+from synthcal.quality import generator_quality_from_files
+from synthcal.workflow import job
+
+with job(snakemake):
+    generator_quality_from_files(snakemake.params.judge, snakemake.input, snakemake.output[0],
+                                 per_class=snakemake.params.per_class)

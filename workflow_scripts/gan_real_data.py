@@ -1,0 +1,5 @@
+from synthcal.gan_train import write_real_data
+from synthcal.workflow import job
+
+with job(snakemake):
+    write_real_data(snakemake.params.data_folder, snakemake.input.train or None, snakemake.output[0])
