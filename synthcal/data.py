@@ -119,7 +119,7 @@ def read_pickle_batches(path: str | os.PathLike, split: str) -> ImageSet:
                     if handle is None:
                         raise DataError(f"{path} has no member {member}")
                     parts.append(_batch_to_arrays(_unpickle(handle), f"{path}:{member}"))
-        except (tarfile.TarError, EOFError, OSError) as error:
+        except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as error:
             raise DataError(f"{path} is not a readable CIFAR-10 tarball: {error}") from error
     else:
         raise DataError(f"{path} does not exist")
@@ -152,7 +152,7 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
     while not archive_path.exists() and archive_path != archive_path.parent:
         inner = f"{archive_path.name}/{inner}" if inner else archive_path.name
         archive_path = archive_path.parent
-    if archive_path.is_dir():
+    if root.is_dir():
         for file in sorted(root.rglob("*")):
             if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
                 relative = file.relative_to(root)
@@ -184,7 +184,12 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
     class_dirs = sorted({label_dir for label_dir, _, _ in entries})
     if labelled is None:
-        labelled = all(name in CIFAR10_CLASSES for name in class_dirs)
+        known = [name for name in class_dirs if name in CIFAR10_CLASSES]
+        labelled = bool(known)
+        if known and len(known) != len(class_dirs):
+            odd = [name for name in class_dirs if name not in CIFAR10_CLASSES]
+            raise DataError(f"{root}: folders {odd} are not CIFAR-10 class names (others are); rename them or "
+                            "set labelled: false")
     if labelled:
         unknown = [name for name in class_dirs if name not in CIFAR10_CLASSES]
         if unknown:

@@ -77,7 +77,12 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
         provenance["path"] = str(local)
     else:
         raise WeightsError(f"{key}.source {source!r} is not one of url, path, random")
-    provenance["sha256"] = check_sha256(local, expected, key)
+    try:
+        provenance["sha256"] = check_sha256(local, expected, key)
+    except WeightsError:
+        if source == "url":
+            local.unlink(missing_ok=True)  # never keep a bad download in the cache
+        raise
     provenance["sha256_expected"] = expected
     try:
         state_dict = load_state_dict_file(local)

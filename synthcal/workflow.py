@@ -44,7 +44,7 @@ class Study:
             for split in ("train", "test"):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
         for name in self.models:
-            weights = self.config["models"][name].get("weights", {})
+            weights = (self.config["models"][name] or {}).get("weights", {})
             if weights.get("source") == "path":
                 _must_exist(weights.get("path"), f"models.{name}.weights.path")
         for name in self.calibrations:

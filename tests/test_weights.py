@@ -1,0 +1,112 @@
+"""Classifier weights: local path (hash-checked, loaded strictly), random, and an unreachable URL."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+from conftest import shared_path
+
+from synthcal.data import file_digest
+from synthcal.io import read_json
+from synthcal.weights import WeightsError, fetch_weights, write_weights
+from synthcal.zoo import build_model
+
+KEY = "models.resnet20.weights"
+
+
+@pytest.fixture
+def resnet20_pt():
+    return shared_path("weights", "cifar10_resnet20-4118986f.pt")
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_path_source_records_sha256(resnet20_pt, tmp_path):
+    out = tmp_path / "out" / "resnet20.pt"
+    provenance = fetch_weights("resnet20", {"source": "path", "path": str(resnet20_pt)}, tmp_path / "cache", out)
+    digest = file_digest(resnet20_pt)
+    assert digest.startswith("4118986f")
+    assert provenance["sha256"] == digest
+    assert provenance["sha256_expected"] and digest.startswith(provenance["sha256_expected"])
+    assert provenance["untrained"] is False and provenance["path"] == str(resnet20_pt)
+    assert out.read_bytes() == resnet20_pt.read_bytes()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["resnet20.pt"]  # no temp file left
+
+
+def test_flipped_byte_is_refused(resnet20_pt, tmp_path):
+    corrupt = tmp_path / "cifar10_resnet20-4118986f.pt"
+    data = bytearray(resnet20_pt.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    corrupt.write_bytes(bytes(data))
+    out = tmp_path / "out" / "resnet20.pt"
+    with pytest.raises(WeightsError) as info:
+        fetch_weights("resnet20", {"source": "path", "path": str(corrupt)}, tmp_path / "cache", out)
+    message = str(info.value)
+    assert KEY in message and str(corrupt) in message and "sha256" in message
+    assert not out.exists()
+    assert not out.parent.exists() or not any(out.parent.iterdir())
+
+
+def test_config_sha256_overrides_zoo(resnet20_pt, tmp_path):
+    spec = {"source": "path", "path": str(resnet20_pt), "sha256": "deadbeef"}
+    with pytest.raises(WeightsError, match="expected deadbeef"):
+        fetch_weights("resnet20", spec, tmp_path / "cache", tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_truncated_without_verify_fails_to_load(resnet20_pt, tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    data = resnet20_pt.read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    out = tmp_path / "out.pt"
+    spec = {"source": "path", "path": str(truncated), "verify": False}
+    with pytest.raises((WeightsError, ValueError)) as info:
+        fetch_weights("resnet20", spec, tmp_path / "cache", out)
+    assert str(truncated) in str(info.value)
+    assert not out.exists()
+
+
+def test_wrong_architecture_is_refused(resnet20_pt, tmp_path):
+    """resnet20 weights are not resnet32 weights: the strict load says so (hash check off, else it fails first)."""
+    spec = {"source": "path", "path": str(resnet20_pt), "verify": False}
+    with pytest.raises(WeightsError, match="models.resnet32.weights.*does not fit resnet32"):
+        fetch_weights("resnet32", spec, tmp_path / "cache", tmp_path / "out.pt")
+    assert not (tmp_path / "out.pt").exists()
+
+
+def test_missing_path(tmp_path):
+    with pytest.raises(WeightsError, match=f"{KEY}.path"):
+        fetch_weights("resnet20", {"source": "path", "path": str(tmp_path / "nope.pt")}, tmp_path, tmp_path / "o.pt")
+    with pytest.raises(WeightsError, match=f"{KEY}.source"):
+        fetch_weights("resnet20", {"source": "ftp"}, tmp_path, tmp_path / "o.pt")
+
+
+def test_random_source(tmp_path):
+    out, info = tmp_path / "w" / "resnet20.pt", tmp_path / "w" / "resnet20.json"
+    write_weights("resnet20", {"source": "random"}, tmp_path / "cache", out, info, seed=7)
+    provenance = read_json(info)
+    assert provenance["untrained"] is True and provenance["source"] == "random" and provenance["seed"] == 7
+    state_dict = torch.load(out, map_location="cpu", weights_only=True)
+    build_model("resnet20").load_state_dict(state_dict, strict=True)
+    again = tmp_path / "again.pt"
+    fetch_weights("resnet20", {"source": "random"}, tmp_path / "cache", again, seed=7)
+    for name, tensor in torch.load(again, map_location="cpu", weights_only=True).items():
+        assert torch.equal(tensor, state_dict[name]), name  # same seed, same weights
+
+
+def test_unreachable_url_says_set_a_local_path(tmp_path):
+    url = f"http://127.0.0.1:{_closed_port()}/x-12345678.pt"
+    cache, out = tmp_path / "cache", tmp_path / "out.pt"
+    with pytest.raises(WeightsError) as info:
+        fetch_weights("resnet20", {"source": "url", "url": url}, cache, out)
+    message = str(info.value)
+    assert url in message and KEY in message and "source: path" in message
+    assert not out.exists()
+    leftovers = list((cache / "checkpoints").iterdir()) if (cache / "checkpoints").exists() else []
+    assert leftovers == []  # no partial download cached
