@@ -46,11 +46,10 @@ def build_calibration_set(name: str, spec: dict, *, train_path: str | os.PathLik
     elif kind == "folder":
         from synthcal.data import DataError, read_image_folder
 
-        path = Path(spec.get("path") or "")
-        if not spec.get("path") or not path.exists():
-            raise CalibrationError(f"{key}.path {spec.get('path')!r} does not exist")
+        if not spec.get("path"):
+            raise CalibrationError(f"{key}.path is not set")
         try:
-            image_set = read_image_folder(path, labelled=spec.get("labelled"), show_progress=show_progress)
+            image_set = read_image_folder(spec["path"], labelled=spec.get("labelled"), show_progress=show_progress)
         except DataError as error:
             raise CalibrationError(f"{key}: {error}") from error
         if spec.get("count"):
