@@ -93,6 +93,8 @@ def _sample_gan(spec: dict, key: str, seed: int, show_progress: bool) -> ImageSe
     checkpoint = spec.get("checkpoint")
     if not checkpoint or not Path(checkpoint).exists():
         raise CalibrationError(f"{key}.checkpoint {checkpoint!r} does not exist")
+    if generator == "stylegan2-ada" and not spec.get("repo_path"):
+        raise CalibrationError(f"{key}.repo_path is not set (your stylegan2-ada-pytorch checkout)")
     per_class = int(spec.get("per_class", 500))
     if generator == "distylegan":
         from synthcal.distylegan import sample_distylegan
@@ -102,7 +104,8 @@ def _sample_gan(spec: dict, key: str, seed: int, show_progress: bool) -> ImageSe
         from synthcal.stylegan import sample_stylegan2ada
 
         return sample_stylegan2ada(checkpoint, spec.get("repo_path"), per_class, seed,
-                                   truncation_psi=float(spec.get("truncation_psi", 1.0)), show_progress=show_progress)
+                                   truncation_psi=float(spec.get("truncation_psi", 1.0)), show_progress=show_progress,
+                                   config_key=key)
     raise CalibrationError(f"{key}.generator {generator!r} is not one of distylegan, stylegan2-ada")
 
 

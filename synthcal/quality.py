@@ -1,0 +1,165 @@
+"""Calibration-set quality statistics measured with the FP32 classifier.
+
+How the classifier sees a set: its predicted-class histogram (and that histogram's
+normalised entropy: 1 = perfectly balanced), its confidence (mean max-softmax), for
+labelled sets how often it agrees with the labels ("class consistency"), and the
+Fréchet distance between the set's and a reference pool's penultimate features
+(an FID computed with the classifier itself instead of Inception).
+
+``model`` is always the ``NormalizedClassifier``-wrapped classifier (raw pixels in [0, 255]).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+import torch
+from torch import nn
+
+from synthcal.io import UNLABELLED, ImageSet
+
+
+def _final_linear(model: nn.Module) -> nn.Linear:
+    """The last ``nn.Linear`` in module order: the head that maps ``forward_features`` to logits."""
+    linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
+    if not linears:
+        raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head")
+    return linears[-1]
+
+
+def predict_with_features(model: nn.Module, images_uint8: np.ndarray,
+                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, classes) and penultimate features (N, D), both float64, for uint8 NHWC images."""
+    images_uint8 = np.asarray(images_uint8)
+    if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3:
+        raise ValueError(f"images must be uint8 (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}")
+    head = _final_linear(model)
+    was_training = model.training
+    model.eval()
+    logits, features = [], []
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images_uint8), batch_size):
+                pixels = torch.from_numpy(images_uint8[start:start + batch_size]).permute(0, 3, 1, 2).float()
+                batch_features = model.forward_features(pixels)
+                features.append(batch_features.double().numpy())
+                logits.append(head(batch_features).double().numpy())
+    finally:
+        model.train(was_training)
+    if not logits:
+        return np.zeros((0, head.out_features)), np.zeros((0, head.in_features))
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6) -> float:
+    """Fréchet distance between Gaussians fitted to two (N, D) feature sets.
+
+    ``|mu_a - mu_b|^2 + tr(C_a + C_b - 2 sqrt(C_a C_b))``. If the matrix square root is
+    not finite (near-singular covariances, e.g. fewer samples than dimensions), ``eps * I``
+    is added to both covariances; small imaginary parts from round-off are dropped.
+    """
+    feats_a, feats_b = np.asarray(feats_a, np.float64), np.asarray(feats_b, np.float64)
+    if feats_a.ndim != 2 or feats_b.ndim != 2 or feats_a.shape[1] != feats_b.shape[1]:
+        raise ValueError(f"need two (N, D) feature arrays with equal D, got {feats_a.shape} and {feats_b.shape}")
+    if len(feats_a) < 2 or len(feats_b) < 2:
+        raise ValueError("the Fréchet distance needs at least 2 samples per set")
+    mean_a, mean_b = feats_a.mean(axis=0), feats_b.mean(axis=0)
+    cov_a = np.atleast_2d(np.cov(feats_a, rowvar=False))
+    cov_b = np.atleast_2d(np.cov(feats_b, rowvar=False))
+    cross = scipy.linalg.sqrtm(cov_a @ cov_b)
+    if not np.isfinite(cross).all():
+        offset = eps * np.eye(len(cov_a))
+        cross = scipy.linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    if np.iscomplexobj(cross):
+        imaginary = np.abs(cross.imag).max()
+        if imaginary > 1e-3 * max(1.0, np.abs(cross.real).max()):
+            raise ValueError(f"matrix square root has a large imaginary part ({imaginary:.3g})")
+        cross = cross.real
+    diff = mean_a - mean_b
+    distance = diff @ diff + np.trace(cov_a) + np.trace(cov_b) - 2.0 * np.trace(cross)
+    return float(max(distance, 0.0))  # round-off can give tiny negatives for identical sets
+
+
+def _consistency(logits: np.ndarray, labels: np.ndarray) -> float:
+    labels = np.asarray(labels)
+    if len(labels) != len(logits):
+        raise ValueError(f"{len(labels)} labels for {len(logits)} images")
+    if not len(labels) or (labels == UNLABELLED).any():
+        raise ValueError("class consistency needs a label for every image")
+    return float((logits.argmax(axis=1) == labels).mean())
+
+
+def class_consistency(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+    """Fraction of images the classifier predicts as their (assigned or true) label."""
+    logits, _ = predict_with_features(model, images, batch_size)
+    return _consistency(logits, labels)
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+def calibration_quality(model: nn.Module, calib: ImageSet, reference: ImageSet | np.ndarray,
+                        batch_size: int = 256) -> dict:
+    """Quality statistics of ``calib``; ``reference`` is an image set or its precomputed features (N, D)."""
+    logits, features = predict_with_features(model, calib.images, batch_size)
+    if isinstance(reference, ImageSet):
+        _, reference_features = predict_with_features(model, reference.images, batch_size)
+    else:
+        reference_features = np.asarray(reference, np.float64)
+    num_classes = logits.shape[1]
+    histogram = np.bincount(logits.argmax(axis=1), minlength=num_classes)
+    shares = histogram / max(histogram.sum(), 1)
+    nonzero = shares[shares > 0]
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(num_classes)) if num_classes > 1 else 0.0
+    return {
+        "count": len(calib),
+        "predicted_histogram": histogram.tolist(),
+        "histogram_entropy": entropy,
+        "mean_max_softmax": float(_softmax(logits).max(axis=1).mean()) if len(logits) else float("nan"),
+        "class_consistency": _consistency(logits, calib.labels) if calib.labelled else None,
+        "frechet_distance": frechet_distance(features, reference_features),
+        "reference_count": len(reference_features),
+    }
+
+
+def reference_subset(pool: ImageSet, count: int = 5000, seed: int = 0) -> ImageSet:
+    """A seeded subset of the training pool (Fréchet statistics need thousands, not 50,000)."""
+    if len(pool) <= count:
+        return pool
+    indices = np.sort(np.random.default_rng(seed).choice(len(pool), count, replace=False))
+    return ImageSet(pool.images[indices], pool.labels[indices], pool.provenance)
+
+
+def quality_from_files(model_name: str, inputs, out_path, reference_count: int = 5000) -> dict:
+    """Workflow entry: quality statistics of one calibration set under one FP32 classifier."""
+    from synthcal.export import load_classifier
+    from synthcal.io import load_image_set, write_json
+
+    classifier = load_classifier(model_name, inputs.weights)
+    calibration = load_image_set(inputs.calibration)
+    reference = reference_subset(load_image_set(inputs.train), reference_count)
+    stats = calibration_quality(classifier, calibration, reference)
+    stats.update(model=model_name, calibration=calibration.provenance.get("name"),
+                 kind=calibration.provenance.get("kind"))
+    write_json(out_path, stats)
+    return stats
+
+
+def generator_quality_from_files(judge: str, inputs, out_path, per_class: int = 100, seed: int = 1234,
+                                 reference_count: int = 5000) -> dict:
+    """Workflow entry: a trained generator's class consistency and Fréchet distance under ``judge``."""
+    from pathlib import Path
+
+    from synthcal.distylegan import sample_distylegan
+    from synthcal.export import load_classifier
+    from synthcal.io import load_image_set, write_json
+
+    classifier = load_classifier(judge, inputs.weights)
+    samples = sample_distylegan(Path(inputs.generator).parent, per_class, seed)
+    reference = reference_subset(load_image_set(inputs.train), reference_count)
+    stats = calibration_quality(classifier, samples, reference)
+    stats.update(judge=judge, samples=len(samples), seed=seed, generator=str(Path(inputs.generator).parent))
+    write_json(out_path, stats)
+    return stats

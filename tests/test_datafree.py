@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+import torch
+from conftest import shared_path
+from torch import nn
+
+from synthcal.datafree import invert_batchnorm
+from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
+
+
+class TinyBNNet(nn.Module):
+    """Small BN CNN whose running statistics come from smooth, blocky "training" images."""
+
+    def __init__(self):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
+                                  nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
+                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.fc = nn.Linear(16, 10)
+
+    def forward_features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.fc(self.forward_features(x))
+
+
+def _fit_running_stats(model: nn.Module) -> None:
+    generator = torch.Generator().manual_seed(0)
+    coarse = torch.rand((64, 3, 4, 4), generator=generator) * 160 + 40
+    images = nn.functional.interpolate(coarse, size=32, mode="nearest")
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.momentum = None  # cumulative average over the one batch
+    model.train()
+    with torch.no_grad():
+        model(images)
+    model.eval()
+
+
+@pytest.fixture
+def tiny_model():
+    torch.manual_seed(0)
+    model = NormalizedClassifier(TinyBNNet())
+    _fit_running_stats(model)
+    return model
+
+
+def _run(model, **overrides):
+    options = {"count": 24, "seed": 1, "iterations": 40, "batch_size": 12, "show_progress": False,
+               "num_threads": 1, **overrides}
+    return invert_batchnorm(model, **options)
+
+
+def test_tiny_model_bn_loss_drops_and_output_is_well_formed(tiny_model):
+    result = _run(tiny_model, model_name="tiny")
+    assert result.images.shape == (24, 32, 32, 3) and result.images.dtype == np.uint8
+    assert result.labels.dtype == np.int64 and result.labels.tolist() == [i % 10 for i in range(24)]
+    provenance = result.provenance
+    assert provenance["bn_loss_final"] < 0.5 * provenance["bn_loss_initial"]
+    assert provenance["model_name"] == "tiny" and provenance["iterations"] == 40 and provenance["seed"] == 1
+    assert provenance["torch_version"] == torch.__version__ and provenance["bn_layers"] == 2
+    assert not tiny_model.training
+    assert all(parameter.grad is None for parameter in tiny_model.parameters())
+
+
+def test_tiny_model_is_deterministic(tiny_model):
+    first = _run(tiny_model, iterations=5)
+    again = _run(tiny_model, iterations=5)
+    other = _run(tiny_model, iterations=5, seed=2)
+    assert np.array_equal(first.images, again.images)
+    assert not np.array_equal(first.images, other.images)
+
+
+def test_without_class_targets_labels_are_unlabelled(tiny_model):
+    tiny_model.train()
+    result = _run(tiny_model, count=10, iterations=3, batch_size=4, class_targets=False, jitter=0, flip=False)
+    assert (result.labels == -1).all() and len(result) == 10
+    assert tiny_model.training  # the caller's mode is restored
+
+
+def test_rejects_models_without_batchnorm():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(10))
+    with pytest.raises(ValueError, match="BatchNorm2d"):
+        invert_batchnorm(model, 4, 0, iterations=1, show_progress=False)
+
+
+def test_resnet20_images_are_classified_as_their_assigned_class():
+    net = build_model("resnet20")
+    net.load_state_dict(load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt")))
+    model = NormalizedClassifier(net).eval()
+    result = invert_batchnorm(model, 20, seed=0, iterations=30, batch_size=20, show_progress=False, num_threads=1,
+                              model_name="resnet20")
+    with torch.no_grad():
+        logits = model(torch.from_numpy(result.images).permute(0, 3, 1, 2).float())
+    consistency = (logits.argmax(1).numpy() == result.labels).mean()
+    assert consistency >= 0.8
+    assert result.provenance["bn_loss_final"] < result.provenance["bn_loss_initial"] / 3
