@@ -5,7 +5,6 @@ Every source ends as one canonical image set per split (see ``synthcal.io``).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import pickle
@@ -20,7 +19,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from synthcal.io import UNLABELLED, ImageSet, atomic_path
+from synthcal.io import UNLABELLED, ImageSet, atomic_path, file_digest
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 CIFAR10_URL = "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
@@ -32,14 +31,6 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 
 class DataError(RuntimeError):
     """Bad or unreachable input data; the message says what to change."""
-
-
-def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def download(url: str, destination: str | os.PathLike, *, md5: str | None = None, sha256: str | None = None,

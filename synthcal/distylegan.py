@@ -7,7 +7,6 @@ and ``generator.pt`` (a plain state_dict, fp32 or fp16).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 from pathlib import Path
@@ -18,7 +17,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import spectral_norm
 from tqdm import tqdm
 
-from synthcal.io import ImageSet, atomic_path, read_json, write_json
+from synthcal.io import ImageSet, atomic_path, file_digest, read_json, write_json
 
 NUM_CLASSES = 10
 CONFIG_FILE = "config.json"
@@ -65,11 +64,18 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """(images in [-1, 1], one-hot class) -> (logit (N,), [four block feature maps])."""
+    """(images in [-1, 1], one-hot class) -> (logit (N,), [four block feature maps]).
 
-    def __init__(self, ndf: int = 128, project_dim: int = 128, c_dim: int = NUM_CLASSES, nc: int = 3):
+    The original head concatenates the one-hot class before a Linear, so the class only adds a per-class
+    constant to the logit and gives the generator no class signal of its own (distillation supplies it
+    through the teacher pairs). ``projection=True`` adds a projection term <embed(c), h> (Miyato & Koyama,
+    2018) so that adversarial training without a teacher learns class-conditional images.
+    """
+
+    def __init__(self, ndf: int = 128, project_dim: int = 128, c_dim: int = NUM_CLASSES, nc: int = 3,
+                 projection: bool = False):
         super().__init__()
-        self.config = {"ndf": ndf, "project_dim": project_dim, "c_dim": c_dim, "nc": nc}
+        self.config = {"ndf": ndf, "project_dim": project_dim, "c_dim": c_dim, "nc": nc, "projection": projection}
         channels = [nc, ndf, ndf, 2 * ndf, 4 * ndf]
         self.blocks = nn.ModuleList(
             nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2))
@@ -78,6 +84,7 @@ class Discriminator(nn.Module):
         # 32 px halved four times -> 2 x 2
         self.project = nn.Sequential(spectral_norm(nn.Linear(4 * ndf * 2 * 2, 2 * project_dim)), nn.GLU(dim=1))
         self.output = nn.Linear(project_dim + c_dim, 1)
+        self.class_embedding = spectral_norm(nn.Linear(c_dim, project_dim, bias=False)) if projection else None
 
     def forward(self, images: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         features = []
@@ -86,8 +93,11 @@ class Discriminator(nn.Module):
             hidden = block(hidden)
             features.append(hidden)
         projected = self.project(hidden.flatten(1))
-        logit = self.output(torch.cat([projected, onehot.to(projected.dtype)], dim=1))
-        return logit.squeeze(1), features
+        onehot = onehot.to(projected.dtype)
+        logit = self.output(torch.cat([projected, onehot], dim=1)).squeeze(1)
+        if self.class_embedding is not None:
+            logit = logit + (self.class_embedding(onehot) * projected).sum(1)
+        return logit, features
 
 
 def one_hot(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:
@@ -98,14 +108,6 @@ def to_uint8_nhwc(images: torch.Tensor) -> np.ndarray:
     """[-1, 1] NCHW float -> [0, 255] NHWC uint8, as the original release saves images."""
     scaled = ((images.float() + 1) * 127.5).round().clamp(0, 255)
     return scaled.to(torch.uint8).permute(0, 2, 3, 1).contiguous().cpu().numpy()
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _generator_config(raw: dict, path: Path) -> dict:
@@ -191,7 +193,7 @@ def sample_distylegan(folder_or_generator: str | os.PathLike | Generator, per_cl
     else:
         folder = Path(folder_or_generator)
         model = load_generator(folder)
-        provenance.update(checkpoint=str(folder / WEIGHTS_FILE), generator_sha256=_sha256(folder / WEIGHTS_FILE))
+        provenance.update(checkpoint=str(folder / WEIGHTS_FILE), generator_sha256=file_digest(folder / WEIGHTS_FILE))
     provenance["config"] = dict(model.config)
     num_classes, z_dim = model.config["c_dim"], model.config["z_dim"]
 

@@ -19,11 +19,14 @@ class ParityError(RuntimeError):
 
 
 def load_classifier(model_name: str, weights_path: str | os.PathLike, deploy_repvgg: bool = False) -> torch.nn.Module:
-    """The FP32 PyTorch classifier with normalisation built in (input: raw pixels in [0, 255], NCHW)."""
+    """The FP32 PyTorch classifier with normalisation built in (input: raw pixels in [0, 255], NCHW).
+
+    ``deploy_repvgg`` folds RepVGG branches into single convs; other models ignore it.
+    """
     model = build_model(model_name)
     model.load_state_dict(load_state_dict_file(weights_path), strict=True)
     model.eval()
-    if deploy_repvgg:
+    if deploy_repvgg and model_name.startswith("repvgg"):
         model = reparameterize_repvgg(model)
     return NormalizedClassifier(model).eval()
 
@@ -58,7 +61,8 @@ def export_model(model_name: str, weights_path: str | os.PathLike, xml_path: str
     max_abs_diff = float(np.abs(reference - openvino).max())
     same_top1 = float((reference.argmax(1) == openvino.argmax(1)).mean())
     info = {
-        "model": model_name, "opset": opset, "deploy_repvgg": deploy_repvgg, "onnx": str(onnx_path),
+        "model": model_name, "opset": opset, "onnx": str(onnx_path),
+        "deploy_repvgg": deploy_repvgg and model_name.startswith("repvgg"),
         "ir": str(xml_path), "openvino_version": ov.get_version(), "torch_version": torch.__version__,
         "parity": {"images": len(parity_images), "max_abs_diff": max_abs_diff, "tolerance": tolerance,
                    "top1_match": same_top1, "precision_hint": "f32"},
@@ -91,6 +95,6 @@ def export_from_files(model_name: str, inputs, outputs, options: dict) -> dict:
     return export_model(
         model_name, inputs.weights, outputs.xml, outputs.onnx, outputs.info,
         parity_images=test.images[: int(options.get("parity_images", 64))], opset=int(options.get("opset", 11)),
-        deploy_repvgg=bool(options.get("deploy_repvgg", True)) and model_name.startswith("repvgg"),
+        deploy_repvgg=bool(options.get("deploy_repvgg", True)),
         tolerance=float(options.get("parity_tolerance", 1e-3)), weights_info=read_json(inputs.weights_info),
     )

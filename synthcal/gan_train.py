@@ -56,6 +56,9 @@ DEFAULT_TRAIN_CONFIG = {
     "real_data": None,
     "teacher_data": None,  # distill: npz with z (N, z_dim) float, labels (N,) int, images (N, 32, 32, 3) uint8
     "num_threads": None,  # torch.set_num_threads when set
+    # discriminator class conditioning: add a projection term (see distylegan.Discriminator); null = on in
+    # adversarial mode (no teacher gives a class signal there), off in distill mode (the original head)
+    "d_projection": None,
 }
 
 # keys that may change between a checkpoint and its resumption
@@ -197,8 +200,11 @@ class _Trainer:
         torch.manual_seed(seed)  # spectral-norm vectors and default inits
         self.generator = Generator(ngf=config["ngf"], z_dim=config["z_dim"], c_dim=config["c_dim"],
                                    project_dim=config["project_dim"]).to(device).train()
+        projection = config["d_projection"]
+        if projection is None:
+            projection = config["mode"] == "adversarial"
         self.discriminator = Discriminator(ndf=config["ndf"], project_dim=config["project_dim"],
-                                           c_dim=config["c_dim"]).to(device).train()
+                                           c_dim=config["c_dim"], projection=projection).to(device).train()
         adam = {"lr": config["lr"], "betas": tuple(config["betas"])}
         self.opt_g = torch.optim.Adam(self.generator.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), **adam)

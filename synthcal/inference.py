@@ -29,21 +29,19 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
 
 def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
                  show_progress: bool = False, desc: str = "infer") -> np.ndarray:
-    """Logits for uint8 NHWC images, batched through an AsyncInferQueue (results kept in order)."""
-    starts = list(range(0, len(images), batch_size))
-    logits: list[np.ndarray | None] = [None] * len(starts)
-    queue = ov.AsyncInferQueue(compiled)
+    """Logits for uint8 NHWC images, in batches through one infer request.
 
-    def on_done(request, index):  # runs on OpenVINO's thread: only store the result
-        logits[index] = request.get_output_tensor(0).data.copy()
-
-    queue.set_callback(on_done)
+    Synchronous on purpose: an AsyncInferQueue with a Python callback can deadlock when its compiled model
+    is destroyed (the stream threads wait for the GIL the destructor holds); a batch already keeps every
+    core busy.
+    """
+    request = compiled.create_infer_request()
+    logits = []
     with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
-        for index, start in enumerate(starts):
+        for start in range(0, len(images), batch_size):
             batch = to_model_input(images[start:start + batch_size])
-            queue.start_async({0: batch}, userdata=index)  # blocks while every request is busy
+            logits.append(request.infer({0: batch})[compiled.output(0)].copy())
             bar.update(len(batch))
-        queue.wait_all()
     return np.concatenate(logits).astype(np.float32) if logits else np.zeros((0, 10), np.float32)
 
 

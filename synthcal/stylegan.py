@@ -9,7 +9,6 @@ packages of a stylegan2-ada-pytorch checkout, so unpickling needs that checkout
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import pickle
 import sys
@@ -19,21 +18,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from synthcal.io import ImageSet
+from synthcal.io import ImageSet, file_digest
 
 REPO_PACKAGES = ("dnnlib", "torch_utils")
 
 
 class StyleGANError(RuntimeError):
     """A missing or unusable StyleGAN2-ADA pickle or checkout; the message names the config key."""
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_repo_module(name: str) -> bool:
@@ -116,7 +107,7 @@ def sample_stylegan2ada(pickle_path: str | os.PathLike, repo_path: str | os.Path
     provenance = {
         "generator": "stylegan2-ada",
         "checkpoint": str(pickle_path),
-        "checkpoint_sha256": _sha256(pickle_path),
+        "checkpoint_sha256": file_digest(pickle_path),
         "repo_path": str(repo_path),
         "seed": int(seed),
         "per_class": int(per_class),

@@ -9,8 +9,7 @@ from pathlib import Path
 
 import torch
 
-from synthcal.data import file_digest
-from synthcal.io import atomic_path, write_json
+from synthcal.io import atomic_path, file_digest, write_json
 from synthcal.zoo import build_model, load_state_dict_file, zoo_info
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import zlib
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import shared_path, synthetic_state_dict
 
 from synthcal import distylegan
 from synthcal.distylegan import Discriminator, Generator, load_generator, sample_distylegan, save_generator
@@ -21,32 +20,11 @@ def _golden() -> dict:
         return {key: golden[key] for key in golden.files}
 
 
-def synthetic_generator_state(model: torch.nn.Module, stats: dict) -> dict:
-    """The ARCHITECTURES.md synthetic weights recipe, running stats from ``stats``."""
-    state = {}
-    for key, tensor in model.state_dict().items():
-        shape = tuple(tensor.shape)
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-            continue
-        if key.endswith(("running_mean", "running_var")):
-            value = stats[key]
-        elif key.endswith("bias"):
-            value = rng.normal(0, 0.1, shape)
-        elif len(shape) == 1:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
-        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
-    return state
-
-
 @pytest.fixture(scope="module")
 def golden_generator() -> tuple[Generator, dict]:
     golden = _golden()
     model = Generator()
-    model.load_state_dict(synthetic_generator_state(model, golden), strict=True)
+    model.load_state_dict(synthetic_state_dict(model, golden), strict=True)
     return model.eval(), golden
 
 

@@ -8,8 +8,7 @@ import pytest
 import torch
 from conftest import shared_path
 
-from synthcal.data import file_digest
-from synthcal.io import read_json
+from synthcal.io import file_digest, read_json
 from synthcal.weights import WeightsError, fetch_weights, write_weights
 from synthcal.zoo import build_model
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
-import zlib
 
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import shared_path, synthetic_state_dict
 from PIL import Image
 
 from synthcal import zoo
@@ -26,27 +25,6 @@ def _reference_shapes() -> dict:
 def _zoo_golden() -> dict:
     with np.load(shared_path("reference", "zoo_golden.npz")) as golden:
         return {key: golden[key] for key in golden.files}
-
-
-def synthetic_state_dict(model: torch.nn.Module, stats: dict, prefix: str = "") -> dict:
-    """The ARCHITECTURES.md synthetic weights recipe; running stats come from ``stats[prefix + key]``."""
-    state = {}
-    for key, tensor in model.state_dict().items():
-        shape = tuple(tensor.shape)
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-            continue
-        if key.endswith(("running_mean", "running_var")):
-            value = stats[prefix + key]
-        elif key.endswith("bias"):
-            value = rng.normal(0, 0.1, shape)
-        elif len(shape) == 1:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
-        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
-    return state
 
 
 def _calibrate_batchnorm(model: torch.nn.Module, inputs: torch.Tensor) -> None:

@@ -1,0 +1,36 @@
+"""Class consistency and Fréchet distance of a DiStyleGAN checkpoint folder under a CIFAR-10 classifier.
+
+    .venv/bin/python benchmarks/gan_quality.py checkpoints/distylegan-cifar10 \
+        --weights ../shared/weights/cifar10_resnet20-4118986f.pt --train ../shared/data/cifar10-lossless/train
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from synthcal.data import read_image_folder
+from synthcal.distylegan import sample_distylegan
+from synthcal.export import load_classifier
+from synthcal.quality import calibration_quality
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("generator", help="folder with generator.pt + config.json")
+    parser.add_argument("--judge", default="resnet20")
+    parser.add_argument("--weights", required=True, help="the judge's state_dict")
+    parser.add_argument("--train", required=True, help="ImageFolder tree of real training images (reference)")
+    parser.add_argument("--per-class", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=1234)
+    args = parser.parse_args()
+    classifier = load_classifier(args.judge, args.weights)
+    samples = sample_distylegan(args.generator, args.per_class, args.seed, show_progress=False)
+    reference = read_image_folder(args.train, show_progress=False)
+    stats = calibration_quality(classifier, samples, reference)
+    print(json.dumps({key: stats[key] for key in ("class_consistency", "frechet_distance", "mean_max_softmax",
+                                                 "histogram_entropy", "count", "reference_count")}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
