@@ -131,3 +131,18 @@ def test_discriminator_shapes():
     assert [tuple(f.shape) for f in features] == [(3, 128, 16, 16), (3, 128, 8, 8), (3, 256, 4, 4), (3, 512, 2, 2)]
     small_logit, small_features = Discriminator(ndf=16, project_dim=8)(torch.zeros(2, 3, 32, 32), torch.eye(10)[:2])
     assert small_logit.shape == (2,) and small_features[-1].shape == (2, 64, 2, 2)
+
+
+def test_projection_discriminator_conditions_on_class():
+    torch.manual_seed(0)
+    images = torch.rand(4, 3, 32, 32) * 2 - 1
+    cat, dog = torch.eye(10)[[3] * 4], torch.eye(10)[[5] * 4]
+    plain = Discriminator(ndf=16, project_dim=8).eval()  # eval: spectral norm stops updating
+    projected = Discriminator(ndf=16, project_dim=8, projection=True).eval()
+    with torch.no_grad():
+        plain_gap = plain(images, cat)[0] - plain(images, dog)[0]
+        projected_gap = projected(images, cat)[0] - projected(images, dog)[0]
+    # concatenated one-hot: the class shifts every image's logit by the same constant
+    assert torch.allclose(plain_gap, plain_gap[0].expand(4), atol=1e-6)
+    # projection: how much the class matters depends on the image
+    assert projected_gap.std() > 1e-4
