@@ -127,9 +127,8 @@ def _preview_name(path: str) -> str:
 
 
 def _save_figure(fig, path) -> None:
-    fig.tight_layout()
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110)
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -143,9 +142,10 @@ def _versions() -> dict:
     import snakemake
     import torch
 
-    return {"python": platform.python_version(), "openvino": openvino.get_version(), "nncf": nncf.__version__,
-            "torch": torch.__version__, "snakemake": snakemake.__version__, "numpy": np.__version__,
-            "platform": platform.platform()}
+    versions = {"python": platform.python_version(), "openvino": openvino.get_version(), "nncf": nncf.__version__,
+                "torch": torch.__version__, "snakemake": snakemake.__version__, "numpy": np.__version__,
+                "platform": platform.platform()}
+    return {name: str(version) for name, version in versions.items()}
 
 
 def _method_tables(table: pd.DataFrame, methods: list[str]) -> str:
