@@ -1,0 +1,48 @@
+"""Export and FP32 evaluation of the real resnet20 on the 1,000 lossless test images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import shared_path
+
+from synthcal.data import read_image_folder
+from synthcal.evaluate import write_evaluation
+from synthcal.export import ParityError, export_model, load_classifier, torch_logits
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    test = read_image_folder(shared_path("data", "cifar10-lossless", "test"), show_progress=False)
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    out = tmp_path_factory.mktemp("export")
+    info = export_model("resnet20", weights, out / "fp32.xml", out / "fp32.onnx", out / "export.json",
+                        test.images[:64])
+    return test, weights, out, info
+
+
+def test_parity_gate_recorded(exported):
+    _, _, out, info = exported
+    assert info["parity"]["max_abs_diff"] <= 1e-3 and info["parity"]["top1_match"] == 1.0
+    assert info["opset"] == 11 and (out / "fp32.bin").is_file() and (out / "fp32.onnx").is_file()
+
+
+def test_fp32_top1_and_openvino_equals_pytorch(exported):
+    test, weights, out, _ = exported
+    metrics = write_evaluation(out / "fp32.xml", test, out / "metrics.json", out / "predictions.npz",
+                               show_progress=False)
+    assert len(test) == 1000 and metrics["top1"] == pytest.approx(0.925)
+    assert metrics["precision_hint"] == "f32" and metrics["images_per_second"] > 0
+    assert 0.9 < metrics["top5"] <= 1.0 and len(metrics["per_class_top1"]) == 10
+    with np.load(out / "predictions.npz") as saved:
+        openvino_predictions = saved["predictions"]
+    pytorch_predictions = torch_logits(load_classifier("resnet20", weights), test.images).argmax(1)
+    np.testing.assert_array_equal(openvino_predictions, pytorch_predictions)
+
+
+def test_parity_gate_fails_and_leaves_nothing(exported, tmp_path):
+    test, weights, _, _ = exported
+    with pytest.raises(ParityError, match="max"):
+        export_model("resnet20", weights, tmp_path / "fp32.xml", tmp_path / "fp32.onnx", tmp_path / "export.json",
+                     test.images[:8], tolerance=1e-12)
+    assert list(tmp_path.iterdir()) == []
