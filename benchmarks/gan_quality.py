@@ -12,6 +12,7 @@ import json
 from synthcal.data import read_image_folder
 from synthcal.distylegan import sample_distylegan
 from synthcal.export import load_classifier
+from synthcal.io import write_json
 from synthcal.quality import calibration_quality
 
 
@@ -23,13 +24,18 @@ def main() -> None:
     parser.add_argument("--train", required=True, help="ImageFolder tree of real training images (reference)")
     parser.add_argument("--per-class", type=int, default=100)
     parser.add_argument("--seed", type=int, default=1234)
+    parser.add_argument("--out", help="also write the figures to this JSON file (e.g. the checkpoint's quality.json)")
     args = parser.parse_args()
     classifier = load_classifier(args.judge, args.weights)
     samples = sample_distylegan(args.generator, args.per_class, args.seed, show_progress=False)
     reference = read_image_folder(args.train, show_progress=False)
     stats = calibration_quality(classifier, samples, reference)
-    print(json.dumps({key: stats[key] for key in ("class_consistency", "frechet_distance", "mean_max_softmax",
-                                                 "histogram_entropy", "count", "reference_count")}, indent=2))
+    figures = {key: stats[key] for key in ("class_consistency", "frechet_distance", "mean_max_softmax",
+                                           "histogram_entropy", "count", "reference_count")}
+    figures.update(judge=args.judge, per_class=args.per_class, seed=args.seed, reference=args.train)
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        write_json(args.out, figures)
 
 
 if __name__ == "__main__":

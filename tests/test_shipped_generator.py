@@ -1,0 +1,36 @@
+"""The DiStyleGAN checkpoint shipped for the offline study: small, fp16, and class-consistent under resnet20."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from synthcal.data import read_image_folder
+from synthcal.distylegan import WEIGHTS_FILE, load_generator, sample_distylegan
+from synthcal.export import load_classifier
+from synthcal.quality import calibration_quality
+from tests.conftest import REPO, shared_path
+
+CHECKPOINT = REPO / "checkpoints" / "distylegan-cifar10"
+
+
+def test_shipped_generator_is_small_fp16_and_loads():
+    weights = CHECKPOINT / WEIGHTS_FILE
+    assert weights.stat().st_size <= 10 * 1024 * 1024
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    assert {tensor.dtype for tensor in state.values() if tensor.is_floating_point()} == {torch.float16}
+    generator = load_generator(CHECKPOINT)
+    assert all(parameter.dtype == torch.float32 for parameter in generator.parameters())
+
+
+def test_shipped_generator_class_consistency_matches_its_readme():
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    train = shared_path("data", "cifar10-lossless", "train")
+    recorded = json.loads((CHECKPOINT / "quality.json").read_text())
+    samples = sample_distylegan(CHECKPOINT, recorded["per_class"], recorded["seed"], show_progress=False)
+    stats = calibration_quality(load_classifier("resnet20", weights), samples,
+                                read_image_folder(train, show_progress=False))
+    assert stats["class_consistency"] >= 0.5
+    assert abs(stats["class_consistency"] - recorded["class_consistency"]) <= 0.005  # thread-count noise
+    assert abs(stats["frechet_distance"] - recorded["frechet_distance"]) < 0.05
