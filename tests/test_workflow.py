@@ -102,3 +102,12 @@ def test_nothing_to_redo_and_params_change_reruns_only_that_method(slice_run):
     assert dry.returncode == 0, output
     assert "results/quantized/resnet20/cifar10/default/int8.xml" in output
     assert "results/quantized/resnet20/cifar10/accuracy_aware/int8.xml" not in output
+
+
+def test_snakemake_report_builds_from_the_finished_run(slice_run):
+    workdir, config_path, _ = slice_run
+    report = workdir / "snakemake_report.html"
+    run = _snakemake(workdir, config_path, "--report", str(report))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    html = report.read_text(errors="replace")
+    assert "heatmap" in html and "summary.csv" in html
