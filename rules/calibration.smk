@@ -6,6 +6,7 @@ rule calibration_set:
             if config["calibration"][w.calib]["kind"] == "cifar10"
             else []
         ),
+        generator=lambda w: study.generator_files(w.calib),
     output:
         images="results/calib/{calib}/set.npz",
         preview="results/calib/{calib}/preview.png",

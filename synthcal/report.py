@@ -101,8 +101,12 @@ def _quality_scatter(table: pd.DataFrame, path) -> None:
     int8 = table[table.precision == "int8"]
     fig, ax = plt.subplots(figsize=(6, 4))
     if "quality_frechet_distance" in int8:
+        # colour = calibration set, marker = method, so that no two cells look alike
+        colours = dict(zip(sorted(int8.calibration.unique()), plt.cm.tab20.colors * 4, strict=False))
+        markers = dict(zip(sorted(int8.method.unique()), "o^sDvP*X" * 4, strict=False))
         for (calib, method), group in int8.groupby(["calibration", "method"]):
-            ax.scatter(group.quality_frechet_distance, group.delta_top1 * 100, label=f"{calib} / {method}")
+            ax.scatter(group.quality_frechet_distance, group.delta_top1 * 100, label=f"{calib} / {method}",
+                       color=colours[calib], marker=markers[method])
         ax.set_xlabel("Fréchet distance to CIFAR-10 train (penultimate features)")
         ax.legend(fontsize=7)
     else:

@@ -59,6 +59,16 @@ class Study:
             return f"{RESULTS}/calib/{calib}/{model}/set.npz"
         return f"{RESULTS}/calib/{calib}/set.npz"
 
+    def generator_files(self, calib: str) -> list[str]:
+        """A gan set's local checkpoint files, so that replacing the generator rebuilds the set."""
+        spec = self.config["calibration"][calib]
+        checkpoint = Path(spec["checkpoint"]) if spec["kind"] == "gan" and spec.get("checkpoint") else None
+        if checkpoint is not None and checkpoint.is_dir():
+            return [str(checkpoint / name) for name in ("generator.pt", "config.json") if (checkpoint / name).is_file()]
+        if checkpoint is not None and checkpoint.is_file():
+            return [str(checkpoint)]
+        return []
+
     def calibration_preview(self, calib: str, model: str) -> str:
         return self.calibration_set(calib, model).replace("set.npz", "preview.png")
 

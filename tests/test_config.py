@@ -99,3 +99,18 @@ def test_offline_config_dry_runs():
     assert result.returncode == 0, output[-3000:]
     assert "dry-run" in output
     assert _results_files() - before == set()
+
+
+def test_gan_set_depends_on_its_generator_files(base_config, tmp_path):
+    from synthcal.workflow import Study
+
+    checkpoint = tmp_path / "generator"
+    checkpoint.mkdir()
+    for name in ("generator.pt", "config.json"):
+        (checkpoint / name).write_bytes(b"")
+    config = copy.deepcopy(base_config)
+    config["calibration"]["distylegan"]["checkpoint"] = str(checkpoint)
+    config["study"]["methods"] = ["accuracy_aware"]  # the only method offline.yaml defines without config.yaml
+    study = Study(config)
+    assert study.generator_files("distylegan") == [str(checkpoint / "generator.pt"), str(checkpoint / "config.json")]
+    assert study.generator_files("fractal") == []
