@@ -46,3 +46,24 @@ def synthetic_state_dict(model: torch.nn.Module, stats: dict, prefix: str = "") 
             value = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
         state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
     return state
+
+
+class TinyClassifier(torch.nn.Module):
+    """A small BatchNorm CNN with the zoo's ``forward_features`` interface; ``widths`` sets its conv layers."""
+
+    def __init__(self, widths: tuple[int, ...] = (8,)):
+        super().__init__()
+        layers, channels = [], 3
+        for index, width in enumerate(widths):
+            stride = 1 if index == 0 else 2
+            layers += [torch.nn.Conv2d(channels, width, 3, stride=stride, padding=1, bias=False),
+                       torch.nn.BatchNorm2d(width), torch.nn.ReLU()]
+            channels = width
+        self.body = torch.nn.Sequential(*layers, torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten())
+        self.fc = torch.nn.Linear(channels, 10)
+
+    def forward_features(self, x):
+        return self.body(x)
+
+    def forward(self, x):
+        return self.fc(self.forward_features(x))

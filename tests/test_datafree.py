@@ -1,28 +1,15 @@
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import TinyClassifier, shared_path
 from torch import nn
 
 from synthcal.datafree import invert_batchnorm
 from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
 
 
-class TinyBNNet(nn.Module):
-    """Small BN CNN whose running statistics come from smooth, blocky "training" images."""
-
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1, bias=False), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.Conv2d(8, 16, 3, stride=2, padding=1, bias=False), nn.BatchNorm2d(16), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(16, 10)
-
-    def forward_features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        return self.fc(self.forward_features(x))
+def TinyBNNet():
+    return TinyClassifier((8, 16))
 
 
 def _fit_running_stats(model: nn.Module) -> None:

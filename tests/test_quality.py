@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import shared_path
+from conftest import TinyClassifier, shared_path
 from torch import nn
 
 from synthcal.io import ImageSet
@@ -10,18 +10,8 @@ from synthcal.quality import calibration_quality, class_consistency, frechet_dis
 from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
 
 
-class TinyNet(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-                                  nn.AdaptiveAvgPool2d(1), nn.Flatten())
-        self.fc = nn.Linear(8, 10)
-
-    def forward_features(self, x):
-        return self.body(x)
-
-    def forward(self, x):
-        return self.fc(self.forward_features(x))
+def TinyNet():
+    return TinyClassifier((8,))
 
 
 def resnet20() -> nn.Module:
