@@ -10,10 +10,8 @@ import argparse
 import json
 
 from synthcal.data import read_image_folder
-from synthcal.distylegan import sample_distylegan
-from synthcal.export import load_classifier
 from synthcal.io import write_json
-from synthcal.quality import calibration_quality
+from synthcal.quality import generator_quality
 
 
 def main() -> None:
@@ -26,10 +24,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=1234)
     parser.add_argument("--out", help="also write the figures to this JSON file (e.g. the checkpoint's quality.json)")
     args = parser.parse_args()
-    classifier = load_classifier(args.judge, args.weights)
-    samples = sample_distylegan(args.generator, args.per_class, args.seed, show_progress=False)
     reference = read_image_folder(args.train, show_progress=False)
-    stats = calibration_quality(classifier, samples, reference)
+    stats = generator_quality(args.judge, args.weights, args.generator, reference, args.per_class, args.seed)
     figures = {key: stats[key] for key in ("class_consistency", "frechet_distance", "mean_max_softmax",
                                            "histogram_entropy", "count", "reference_count")}
     figures.update(judge=args.judge, per_class=args.per_class, seed=args.seed, reference=args.train)

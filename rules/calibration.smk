@@ -1,11 +1,7 @@
 rule calibration_set:
     """A model-independent calibration set (cifar10, folder, fractal, gan, noise) and its preview."""
     input:
-        train=lambda w: (
-            "results/data/cifar10_train.npz"
-            if config["calibration"][w.calib]["kind"] == "cifar10"
-            else []
-        ),
+        train=lambda w: study.training_split_for(w.calib),
         generator=lambda w: study.generator_files(w.calib),
     output:
         images="results/calib/{calib}/set.npz",

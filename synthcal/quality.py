@@ -147,19 +147,26 @@ def quality_from_files(model_name: str, inputs, out_path, reference_count: int =
     return stats
 
 
-def generator_quality_from_files(judge: str, inputs, out_path, per_class: int = 100, seed: int = 1234,
-                                 reference_count: int = 5000) -> dict:
-    """Workflow entry: a trained generator's class consistency and Fréchet distance under ``judge``."""
-    from pathlib import Path
-
+def generator_quality(judge: str, weights, generator_dir, reference: ImageSet, per_class: int = 100,
+                      seed: int = 1234) -> dict:
+    """A DiStyleGAN checkpoint folder's class consistency and Fréchet distance under the classifier ``judge``."""
     from synthcal.distylegan import sample_distylegan
     from synthcal.export import load_classifier
+
+    samples = sample_distylegan(generator_dir, per_class, seed, show_progress=False)
+    stats = calibration_quality(load_classifier(judge, weights), samples, reference)
+    stats.update(judge=judge, samples=len(samples), per_class=per_class, seed=seed, generator=str(generator_dir))
+    return stats
+
+
+def generator_quality_from_files(judge: str, inputs, out_path, per_class: int = 100, seed: int = 1234,
+                                 reference_count: int = 5000) -> dict:
+    """Workflow entry: ``generator_quality`` of a trained generator against the training split."""
+    from pathlib import Path
+
     from synthcal.io import load_image_set, write_json
 
-    classifier = load_classifier(judge, inputs.weights)
-    samples = sample_distylegan(Path(inputs.generator).parent, per_class, seed)
     reference = reference_subset(load_image_set(inputs.train), reference_count)
-    stats = calibration_quality(classifier, samples, reference)
-    stats.update(judge=judge, samples=len(samples), seed=seed, generator=str(Path(inputs.generator).parent))
+    stats = generator_quality(judge, inputs.weights, Path(inputs.generator).parent, reference, per_class, seed)
     write_json(out_path, stats)
     return stats

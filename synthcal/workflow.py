@@ -59,15 +59,21 @@ class Study:
             return f"{RESULTS}/calib/{calib}/{model}/set.npz"
         return f"{RESULTS}/calib/{calib}/set.npz"
 
+    def training_split_for(self, calib: str) -> list[str]:
+        """The training split, for the one kind that subsets it (cifar10)."""
+        return [f"{RESULTS}/data/cifar10_train.npz"] if self.config["calibration"][calib]["kind"] == "cifar10" else []
+
     def generator_files(self, calib: str) -> list[str]:
-        """A gan set's local checkpoint files, so that replacing the generator rebuilds the set."""
+        """A gan set's local checkpoint file(s), so that replacing the generator rebuilds the set."""
         spec = self.config["calibration"][calib]
-        checkpoint = Path(spec["checkpoint"]) if spec["kind"] == "gan" and spec.get("checkpoint") else None
-        if checkpoint is not None and checkpoint.is_dir():
-            return [str(checkpoint / name) for name in ("generator.pt", "config.json") if (checkpoint / name).is_file()]
-        if checkpoint is not None and checkpoint.is_file():
+        checkpoint = Path(spec.get("checkpoint") or "") if spec["kind"] == "gan" else None
+        if checkpoint is None or not checkpoint.exists():
+            return []
+        if checkpoint.is_file():  # a StyleGAN2-ADA pickle
             return [str(checkpoint)]
-        return []
+        from synthcal.distylegan import CONFIG_FILE, WEIGHTS_FILE
+
+        return [str(checkpoint / name) for name in (WEIGHTS_FILE, CONFIG_FILE) if (checkpoint / name).is_file()]
 
     def calibration_preview(self, calib: str, model: str) -> str:
         return self.calibration_set(calib, model).replace("set.npz", "preview.png")

@@ -8,10 +8,6 @@ from synthcal.datafree import invert_batchnorm
 from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
 
 
-def TinyBNNet():
-    return TinyClassifier((8, 16))
-
-
 def _fit_running_stats(model: nn.Module) -> None:
     generator = torch.Generator().manual_seed(0)
     coarse = torch.rand((64, 3, 4, 4), generator=generator) * 160 + 40
@@ -28,7 +24,7 @@ def _fit_running_stats(model: nn.Module) -> None:
 @pytest.fixture
 def tiny_model():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyBNNet())
+    model = NormalizedClassifier(TinyClassifier((8, 16)))
     _fit_running_stats(model)
     return model
 

@@ -10,10 +10,6 @@ from synthcal.quality import calibration_quality, class_consistency, frechet_dis
 from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
 
 
-def TinyNet():
-    return TinyClassifier((8,))
-
-
 def resnet20() -> nn.Module:
     net = build_model("resnet20")
     net.load_state_dict(load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt")))
@@ -63,7 +59,7 @@ def test_frechet_distance_rejects_bad_shapes():
 
 def test_predict_with_features_matches_forward():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyNet()).eval()
+    model = NormalizedClassifier(TinyClassifier((8,))).eval()
     images = generate_noise(30, seed=0).images
     logits, features = predict_with_features(model, images, batch_size=7)
     assert logits.shape == (30, 10) and features.shape == (30, 8)
@@ -75,7 +71,7 @@ def test_predict_with_features_matches_forward():
 
 def test_calibration_quality_fields_on_tiny_model():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyNet()).eval()
+    model = NormalizedClassifier(TinyClassifier((8,))).eval()
     calib = generate_noise(40, seed=1)
     reference = generate_noise(50, seed=2, distribution="gaussian")
     stats = calibration_quality(model, calib, reference)
@@ -90,7 +86,7 @@ def test_calibration_quality_fields_on_tiny_model():
 
 
 def test_class_consistency_needs_labels():
-    model = NormalizedClassifier(TinyNet()).eval()
+    model = NormalizedClassifier(TinyClassifier((8,))).eval()
     with pytest.raises(ValueError, match="label"):
         class_consistency(model, generate_noise(4, seed=0).images, np.full(4, -1))
 

@@ -34,3 +34,21 @@ def test_shipped_generator_class_consistency_matches_its_readme():
     assert stats["class_consistency"] >= 0.3  # chance is 0.1; the 0.5 target is not reached yet
     assert abs(stats["class_consistency"] - recorded["class_consistency"]) <= 0.005  # thread-count noise
     assert abs(stats["frechet_distance"] - recorded["frechet_distance"]) < 0.05
+
+
+def test_workflow_entry_writes_the_same_figures(tmp_path):
+    from types import SimpleNamespace
+
+    from synthcal.io import save_image_set
+    from synthcal.quality import generator_quality_from_files
+
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    train = read_image_folder(shared_path("data", "cifar10-lossless", "train"), show_progress=False)
+    save_image_set(tmp_path / "train.npz", train.images, train.labels, train.provenance)
+    recorded = json.loads((CHECKPOINT / "quality.json").read_text())
+    inputs = SimpleNamespace(weights=weights, generator=CHECKPOINT / WEIGHTS_FILE, train=tmp_path / "train.npz")
+    stats = generator_quality_from_files("resnet20", inputs, tmp_path / "quality.json",
+                                         per_class=recorded["per_class"], seed=recorded["seed"])
+    assert json.loads((tmp_path / "quality.json").read_text())["class_consistency"] == stats["class_consistency"]
+    assert abs(stats["class_consistency"] - recorded["class_consistency"]) <= 0.005
+    assert abs(stats["frechet_distance"] - recorded["frechet_distance"]) < 0.05
