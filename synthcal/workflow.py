@@ -59,9 +59,9 @@ class Study:
             return f"{RESULTS}/calib/{calib}/{model}/set.npz"
         return f"{RESULTS}/calib/{calib}/set.npz"
 
-    def training_split_for(self, calib: str) -> list[str]:
-        """The training split, for the one kind that subsets it (cifar10)."""
-        return [f"{RESULTS}/data/cifar10_train.npz"] if self.config["calibration"][calib]["kind"] == "cifar10" else []
+    def training_split_for(self, calib: str) -> str | list:
+        """The training split (one path, so the rule sees a single file) for cifar10 sets; else no input."""
+        return f"{RESULTS}/data/cifar10_train.npz" if self.config["calibration"][calib]["kind"] == "cifar10" else []
 
     def generator_files(self, calib: str) -> list[str]:
         """A gan set's local checkpoint file(s), so that replacing the generator rebuilds the set."""
