@@ -70,12 +70,15 @@ class Discriminator(nn.Module):
     constant to the logit and gives the generator no class signal of its own (distillation supplies it
     through the teacher pairs). ``projection=True`` adds a projection term <embed(c), h> (Miyato & Koyama,
     2018) so that adversarial training without a teacher learns class-conditional images.
+    ``classifier=True`` adds an auxiliary class head on the same features (AC-GAN, Odena et al., 2017),
+    trained from scratch with the discriminator; ``forward_with_classes`` returns its logits too.
     """
 
     def __init__(self, ndf: int = 128, project_dim: int = 128, c_dim: int = NUM_CLASSES, nc: int = 3,
-                 projection: bool = False):
+                 projection: bool = False, classifier: bool = False):
         super().__init__()
-        self.config = {"ndf": ndf, "project_dim": project_dim, "c_dim": c_dim, "nc": nc, "projection": projection}
+        self.config = {"ndf": ndf, "project_dim": project_dim, "c_dim": c_dim, "nc": nc, "projection": projection,
+                       "classifier": classifier}
         channels = [nc, ndf, ndf, 2 * ndf, 4 * ndf]
         self.blocks = nn.ModuleList(
             nn.Sequential(spectral_norm(nn.Conv2d(cin, cout, 4, stride=2, padding=1)), nn.LeakyReLU(0.2))
@@ -85,8 +88,14 @@ class Discriminator(nn.Module):
         self.project = nn.Sequential(spectral_norm(nn.Linear(4 * ndf * 2 * 2, 2 * project_dim)), nn.GLU(dim=1))
         self.output = nn.Linear(project_dim + c_dim, 1)
         self.class_embedding = spectral_norm(nn.Linear(c_dim, project_dim, bias=False)) if projection else None
+        self.classifier = nn.Linear(project_dim, c_dim) if classifier else None
 
     def forward(self, images: torch.Tensor, onehot: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        logit, features, _ = self.forward_with_classes(images, onehot)
+        return logit, features
+
+    def forward_with_classes(self, images: torch.Tensor, onehot: torch.Tensor):
+        """(logit, block features, class logits (N, c_dim) or None without the auxiliary head)."""
         features = []
         hidden = images
         for block in self.blocks:
@@ -97,7 +106,8 @@ class Discriminator(nn.Module):
         logit = self.output(torch.cat([projected, onehot], dim=1)).squeeze(1)
         if self.class_embedding is not None:
             logit = logit + (self.class_embedding(onehot) * projected).sum(1)
-        return logit, features
+        class_logits = self.classifier(projected) if self.classifier is not None else None
+        return logit, features, class_logits
 
 
 def one_hot(labels: torch.Tensor, num_classes: int = NUM_CLASSES) -> torch.Tensor:

@@ -3,11 +3,13 @@ distillation of a teacher generator from its (z, label, image) triples.
 
 ``train_distylegan(cfg, out_dir)`` is seeded and resumable: every random draw is derived from ``(seed, step)``,
 so a run resumed from ``out_dir/checkpoint.pt`` continues bit-identically (on the same device and thread count).
-No classifier is used anywhere in training.
+No pretrained classifier is used anywhere in training: the optional auxiliary class head (``lambda_class``) is
+part of the discriminator and learns from the training images alone.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -59,12 +61,18 @@ DEFAULT_TRAIN_CONFIG = {
     # discriminator class conditioning: add a projection term (see distylegan.Discriminator); null = on in
     # adversarial mode (no teacher gives a class signal there), off in distill mode (the original head)
     "d_projection": None,
+    # adversarial: weight of an AC-GAN auxiliary class head on the discriminator (0 = off): D learns the labels
+    # of the real images by cross-entropy, G is pushed to make images D classifies as their label
+    "lambda_class": 0.0,
+    # decay of an exponential moving average of G's weights (0 = off); when on, samples and generator.pt are
+    # the averaged weights (BatchNorm buffers copied from G)
+    "g_ema": 0.0,
 }
 
 # keys that may change between a checkpoint and its resumption
 _RESUMABLE_CHANGES = {"checkpoint_every", "sample_every", "sample_per_class", "num_threads"}
 _LOG_COLUMNS = {
-    "adversarial": ["step", "loss_d", "loss_g", "d_real", "d_fake"],
+    "adversarial": ["step", "loss_d", "loss_g", "d_real", "d_fake", "d_class", "g_class"],
     "distill": ["step", "loss_d", "loss_g", "d_teacher", "d_student", "d_real", "d_random", "g_feature", "g_pixel",
                 "g_adv_distill", "g_gan", "lambda_pixel"],
 }
@@ -89,6 +97,13 @@ def resolve_config(cfg: dict) -> dict:
             raise ValueError(f"'{key}' must be a positive integer, got {config[key]!r}")
     if config["ngf"] % 8:
         raise ValueError(f"'ngf' must be a multiple of 8, got {config['ngf']}")
+    config["lambda_class"], config["g_ema"] = float(config["lambda_class"]), float(config["g_ema"])
+    if config["lambda_class"] < 0:
+        raise ValueError(f"'lambda_class' must be >= 0, got {config['lambda_class']}")
+    if config["lambda_class"] and config["mode"] != "adversarial":
+        raise ValueError("'lambda_class' applies to mode 'adversarial' only (distill takes classes from the teacher)")
+    if not 0.0 <= config["g_ema"] < 1.0:
+        raise ValueError(f"'g_ema' must be in [0, 1), got {config['g_ema']}")
     if len(config["feature_weights"]) != 4:
         raise ValueError("'feature_weights' needs one weight per discriminator block (4)")
     needed = "real_data" if config["mode"] == "adversarial" else "teacher_data"
@@ -204,7 +219,9 @@ class _Trainer:
         if projection is None:
             projection = config["mode"] == "adversarial"
         self.discriminator = Discriminator(ndf=config["ndf"], project_dim=config["project_dim"],
-                                           c_dim=config["c_dim"], projection=projection).to(device).train()
+                                           c_dim=config["c_dim"], projection=projection,
+                                           classifier=config["lambda_class"] > 0).to(device).train()
+        self.generator_ema = copy.deepcopy(self.generator).eval() if config["g_ema"] else None
         adam = {"lr": config["lr"], "betas": tuple(config["betas"])}
         self.opt_g = torch.optim.Adam(self.generator.parameters(), **adam)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), **adam)
@@ -247,6 +264,17 @@ class _Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
+        if self.generator_ema is not None:
+            with torch.no_grad():
+                for average, current in zip(self.generator_ema.parameters(), self.generator.parameters(), strict=True):
+                    average.lerp_(current, 1.0 - self.config["g_ema"])
+                for average, current in zip(self.generator_ema.buffers(), self.generator.buffers(), strict=True):
+                    average.copy_(current)
+
+    @property
+    def sampling_generator(self) -> Generator:
+        """The generator that is sampled and saved: the moving average when ``g_ema`` is on."""
+        return self.generator_ema if self.generator_ema is not None else self.generator
 
     def _adversarial_step(self, step: int) -> dict:
         config, G, D = self.config, self.generator, self.discriminator
@@ -257,16 +285,27 @@ class _Trainer:
         with torch.set_grad_enabled(update_g):
             fake = G(self._noise(step, batch).to(self.device), onehot)
 
-        logits, _ = D(torch.cat([real, fake.detach()]), torch.cat([onehot, onehot]))
+        lambda_class = config["lambda_class"]
+        logits, _, class_logits = D.forward_with_classes(torch.cat([real, fake.detach()]), torch.cat([onehot, onehot]))
         d_real, d_fake = _hinge_d(logits[:batch], logits[batch:])
         loss_d = d_real + d_fake
+        row = {"d_real": d_real.item(), "d_fake": d_fake.item(), "loss_g": math.nan, "d_class": math.nan,
+               "g_class": math.nan}
+        if lambda_class:
+            d_class = F.cross_entropy(class_logits[:batch], labels)  # real images only
+            loss_d = loss_d + lambda_class * d_class
+            row["d_class"] = d_class.item()
         self._d_update(loss_d)
-        row = {"loss_d": loss_d.item(), "d_real": d_real.item(), "d_fake": d_fake.item(), "loss_g": math.nan}
+        row["loss_d"] = loss_d.item()
 
         if update_g:
             _set_requires_grad(D, False)
-            fake_logits, _ = D(fake, onehot)
+            fake_logits, _, fake_class_logits = D.forward_with_classes(fake, onehot)
             loss_g = -fake_logits.mean()
+            if lambda_class:
+                g_class = F.cross_entropy(fake_class_logits, labels)
+                loss_g = loss_g + lambda_class * g_class
+                row["g_class"] = g_class.item()
             self._g_update(loss_g)
             _set_requires_grad(D, True)
             row["loss_g"] = loss_g.item()
@@ -321,6 +360,7 @@ class _Trainer:
     def state(self, step: int, log: list[dict]) -> dict:
         return {"step": step, "config": self.config, "log": log,
                 "generator": self.generator.state_dict(), "discriminator": self.discriminator.state_dict(),
+                "generator_ema": self.generator_ema.state_dict() if self.generator_ema is not None else None,
                 "opt_g": self.opt_g.state_dict(), "opt_d": self.opt_d.state_dict(),
                 "torch_rng": torch.get_rng_state(),
                 "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
@@ -328,6 +368,8 @@ class _Trainer:
     def load(self, checkpoint: dict) -> None:
         self.generator.load_state_dict(checkpoint["generator"])
         self.discriminator.load_state_dict(checkpoint["discriminator"])
+        if self.generator_ema is not None:
+            self.generator_ema.load_state_dict(checkpoint["generator_ema"])
         self.opt_g.load_state_dict(checkpoint["opt_g"])
         self.opt_d.load_state_dict(checkpoint["opt_d"])
         torch.set_rng_state(checkpoint["torch_rng"])
@@ -384,7 +426,7 @@ def train_distylegan(cfg: dict, out_dir: str | os.PathLike, resume: bool = True,
                              refresh=False)
         done = step + 1
         if config["sample_every"] and done % config["sample_every"] == 0:
-            _save_sample_grid(trainer.generator, trainer.sample_z, config["sample_per_class"],
+            _save_sample_grid(trainer.sampling_generator, trainer.sample_z, config["sample_per_class"],
                               out_dir / "samples" / f"step_{done:06d}.png")
         if done % config["checkpoint_every"] == 0 and done < end_step:
             save_checkpoint(done)
@@ -398,9 +440,9 @@ def train_distylegan(cfg: dict, out_dir: str | os.PathLike, resume: bool = True,
                "finished": final_step >= config["steps"], "device": str(device), "seconds": seconds,
                "seconds_per_step": seconds / max(1, end_step - start_step)}
     if summary["finished"]:
-        _save_sample_grid(trainer.generator, trainer.sample_z, config["sample_per_class"],
+        _save_sample_grid(trainer.sampling_generator, trainer.sample_z, config["sample_per_class"],
                           out_dir / "samples" / f"step_{final_step:06d}.png")
-        save_generator(trainer.generator, out_dir)
+        save_generator(trainer.sampling_generator, out_dir)
         _write_log(out_dir / LOG_FILE, log, columns)
         write_json(out_dir / "train_config.json", {"config": config, "device": str(device),
                                                    "torch": torch.__version__, "steps_done": final_step})

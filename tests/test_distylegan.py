@@ -146,3 +146,16 @@ def test_projection_discriminator_conditions_on_class():
     assert torch.allclose(plain_gap, plain_gap[0].expand(4), atol=1e-6)
     # projection: how much the class matters depends on the image
     assert projected_gap.std() > 1e-4
+
+
+def test_auxiliary_classifier_head():
+    torch.manual_seed(0)
+    images, onehot = torch.rand(3, 3, 32, 32) * 2 - 1, torch.eye(10)[:3]
+    model = Discriminator(ndf=16, project_dim=8, classifier=True).eval()
+    logit, features, class_logits = model.forward_with_classes(images, onehot)
+    assert logit.shape == (3,) and class_logits.shape == (3, 10) and len(features) == 4
+    # the head reads the image only: the class fed in does not change its logits
+    with torch.no_grad():
+        other = model.forward_with_classes(images, torch.eye(10)[3:6])[2]
+    assert torch.equal(class_logits.detach(), other)
+    assert Discriminator(ndf=16, project_dim=8).forward_with_classes(images, onehot)[2] is None

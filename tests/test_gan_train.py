@@ -30,7 +30,8 @@ def fixtures(tmp_path_factory) -> dict:
     flat_images = np.broadcast_to(colours[labels][:, None, None, :], (32, 32, 32, 3)).astype(np.uint8).copy()
     z = rng.normal(size=(32, 16)).astype(np.float32)
     save_npz_deterministic(folder / "teacher.npz", z=z, labels=labels, images=flat_images)
-    return {"real": folder / "real.npz", "teacher": folder / "teacher.npz"}
+    save_image_set(folder / "flat.npz", flat_images, labels, {"what": "one flat colour per class"})
+    return {"real": folder / "real.npz", "teacher": folder / "teacher.npz", "flat": folder / "flat.npz"}
 
 
 def _column(out_dir, name: str) -> np.ndarray:
@@ -87,10 +88,35 @@ def test_distill_runs_and_imitates_teacher(fixtures, tmp_path):
     assert (tmp_path / "generator.pt").is_file()
 
 
-@pytest.mark.parametrize("mode", ["adversarial", "distill"])
+def test_auxiliary_class_head_learns_labels_and_ema_is_saved(fixtures, tmp_path):
+    config = {**TINY, "real_data": fixtures["flat"], "steps": 60, "lr": 1e-3, "lambda_class": 1.0, "g_ema": 0.9}
+    train_distylegan(config, tmp_path, show_progress=False)
+    d_class, g_class = _column(tmp_path, "d_class"), _column(tmp_path, "g_class")
+    assert len(d_class) == len(g_class) == 60
+    assert d_class[:3].mean() > 1.5  # about ln 10 before D has seen the labels
+    assert d_class[-10:].mean() < 0.7 * d_class[:10].mean()  # D tells the flat colours apart
+    assert g_class[-10:].mean() < g_class[:10].mean()  # G learns to make what D calls the label
+    checkpoint = _checkpoint(tmp_path)
+    saved = load_generator(tmp_path).state_dict()
+    for name, value in checkpoint["generator_ema"].items():
+        assert torch.equal(saved[name], value.float())
+    weight = "fc.0.weight"
+    assert not torch.equal(checkpoint["generator_ema"][weight], checkpoint["generator"][weight])
+
+
+def test_class_head_and_ema_off_by_default(fixtures, tmp_path):
+    train_distylegan({**TINY, "real_data": fixtures["real"], "steps": 3}, tmp_path, show_progress=False)
+    checkpoint = _checkpoint(tmp_path)
+    assert checkpoint["generator_ema"] is None
+    assert not any(name.startswith("classifier") for name in checkpoint["discriminator"])
+    assert len(_column(tmp_path, "d_class")) == 0
+
+
+@pytest.mark.parametrize("mode", ["adversarial", "adversarial_class_ema", "distill"])
 def test_resume_is_bit_identical(fixtures, tmp_path, mode):
+    extra = {"mode": "adversarial", "lambda_class": 1.0, "g_ema": 0.9} if mode == "adversarial_class_ema" else {}
     config = {**TINY, "mode": mode, "steps": 9, "gstep": 2, "real_data": fixtures["real"],
-              "teacher_data": fixtures["teacher"] if mode == "distill" else None}
+              "teacher_data": fixtures["teacher"] if mode == "distill" else None, **extra}
     train_distylegan(config, tmp_path / "straight", show_progress=False)
     partial = train_distylegan(config, tmp_path / "resumed", show_progress=False, stop_at_step=5)
     assert partial == {**partial, "step": 5, "finished": False}
@@ -99,7 +125,7 @@ def test_resume_is_bit_identical(fixtures, tmp_path, mode):
     train_distylegan({**config, "checkpoint_every": 2}, tmp_path / "resumed", show_progress=False)
     straight, resumed = _checkpoint(tmp_path / "straight"), _checkpoint(tmp_path / "resumed")
     assert straight["step"] == resumed["step"] == 9
-    for key in ("generator", "discriminator", "opt_g", "opt_d", "log", "torch_rng"):
+    for key in ("generator", "generator_ema", "discriminator", "opt_g", "opt_d", "log", "torch_rng"):
         _assert_identical(straight[key], resumed[key])
     assert (tmp_path / "straight" / "generator.pt").read_bytes() == (tmp_path / "resumed" / "generator.pt").read_bytes()
 
@@ -120,6 +146,10 @@ def test_config_validation(fixtures, tmp_path):
         resolve_config({"mode": "distill"})
     with pytest.raises(ValueError, match="mode"):
         resolve_config({"mode": "vae", "real_data": "x.npz"})
+    with pytest.raises(ValueError, match="lambda_class"):
+        resolve_config({"mode": "distill", "teacher_data": "t.npz", "lambda_class": 1.0})
+    with pytest.raises(ValueError, match="g_ema"):
+        resolve_config({"real_data": "x.npz", "g_ema": 1.0})
     with pytest.raises(ValueError, match="batch_size"):
         train_distylegan({**TINY, "real_data": fixtures["real"], "batch_size": 64}, tmp_path / "out")
     assert not (tmp_path / "out").exists()
