@@ -112,6 +112,12 @@ def resolve_config(cfg: dict) -> dict:
     return config
 
 
+def check_train_settings(settings: dict) -> None:
+    """Raises ValueError naming the key for a bad ``gan_training.<name>.train`` entry (the workflow supplies
+    ``real_data`` in adversarial mode, so it need not be set there)."""
+    resolve_config({"real_data": "<from the workflow>", **settings})
+
+
 def _derived_seed(seed: int, stream: int, index: int) -> int:
     return (int(seed) * 1_000_003 + stream * 7_919 + int(index) * 104_729 + 17) % (2**63)
 

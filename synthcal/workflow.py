@@ -52,6 +52,13 @@ class Study:
             for field in ("path", "checkpoint", "repo_path", "model_dir"):
                 if spec.get(field):
                     _must_exist(spec[field], f"calibration.{name}.{field}", archive_ok=True)
+        for name, entry in (self.config.get("gan_training") or {}).items():
+            from synthcal.gan_train import check_train_settings
+
+            try:
+                check_train_settings((entry or {}).get("train") or {})
+            except ValueError as error:
+                raise ConfigError(f"gan_training.{name}.train: {error}") from None
 
     # paths
     def calibration_set(self, calib: str, model: str) -> str:

@@ -61,6 +61,9 @@ CASES = {
                             ["data.folders.test", "no-such-folder"]),
     "undefined-method": ("study.methods", ["default", "fastest_please"], ["study.methods", "fastest_please"]),
     "bad-type": ("calibration.cifar10.per_class", "many", ["per_class", "many"]),
+    "gan-train-typo": ("gan_training.adversarial.train.lamda_class", 1.0,
+                       ["gan_training.adversarial.train", "lamda_class"]),
+    "gan-train-value": ("gan_training.adversarial.train.g_ema", 1.5, ["gan_training.adversarial.train", "g_ema"]),
 }
 
 
