@@ -387,7 +387,9 @@ def _check_resumable(saved: dict, config: dict, path: Path) -> None:
     allowed = set(_RESUMABLE_CHANGES)
     if config["mode"] == "adversarial":
         allowed.add("steps")  # no schedule depends on the total in this mode
-    changed = sorted(key for key in config if key not in allowed and saved.get(key) != config[key])
+    # keys added after a checkpoint was written count as their defaults
+    changed = sorted(key for key in config
+                     if key not in allowed and saved.get(key, DEFAULT_TRAIN_CONFIG[key]) != config[key])
     if changed:
         raise ValueError(f"{path} was written with a different config ({changed} differ); "
                          "delete it or pass resume=False to start over")
