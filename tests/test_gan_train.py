@@ -158,3 +158,15 @@ def test_config_validation(fixtures, tmp_path):
 def test_missing_data_is_clear(tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.npz"):
         train_distylegan({**TINY, "real_data": tmp_path / "missing.npz"}, tmp_path / "out", show_progress=False)
+
+
+def test_checkpoint_without_newer_keys_resumes(fixtures, tmp_path):
+    config = {**TINY, "real_data": fixtures["real"], "steps": 2}
+    train_distylegan(config, tmp_path, show_progress=False)
+    checkpoint = _checkpoint(tmp_path)
+    for key in ("lambda_class", "g_ema"):  # written before these options existed
+        del checkpoint["config"][key]
+    torch.save(checkpoint, tmp_path / "checkpoint.pt")
+    assert train_distylegan({**config, "steps": 4}, tmp_path, show_progress=False)["step"] == 4
+    with pytest.raises(ValueError, match="g_ema"):
+        train_distylegan({**config, "steps": 6, "g_ema": 0.9}, tmp_path, show_progress=False)
