@@ -52,9 +52,10 @@ class Study:
             for field in ("path", "checkpoint", "repo_path", "model_dir"):
                 if spec.get(field):
                     _must_exist(spec[field], f"calibration.{name}.{field}", archive_ok=True)
-        for name, entry in (self.config.get("gan_training") or {}).items():
-            from synthcal.gan_train import check_train_settings
-
+        gan_training = self.config.get("gan_training") or {}
+        if gan_training:
+            from synthcal.gan_train import check_train_settings  # imports torch: only when needed
+        for name, entry in gan_training.items():
             try:
                 check_train_settings((entry or {}).get("train") or {})
             except ValueError as error:

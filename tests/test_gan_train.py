@@ -112,9 +112,9 @@ def test_class_head_and_ema_off_by_default(fixtures, tmp_path):
     assert len(_column(tmp_path, "d_class")) == 0
 
 
-@pytest.mark.parametrize("mode", ["adversarial", "adversarial_class_ema", "distill"])
-def test_resume_is_bit_identical(fixtures, tmp_path, mode):
-    extra = {"mode": "adversarial", "lambda_class": 1.0, "g_ema": 0.9} if mode == "adversarial_class_ema" else {}
+@pytest.mark.parametrize(("mode", "extra"), [("adversarial", {}), ("adversarial", {"lambda_class": 1.0, "g_ema": 0.9}),
+                                           ("distill", {})], ids=["adversarial", "adversarial_class_ema", "distill"])
+def test_resume_is_bit_identical(fixtures, tmp_path, mode, extra):
     config = {**TINY, "mode": mode, "steps": 9, "gstep": 2, "real_data": fixtures["real"],
               "teacher_data": fixtures["teacher"] if mode == "distill" else None, **extra}
     train_distylegan(config, tmp_path / "straight", show_progress=False)
