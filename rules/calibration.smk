@@ -45,7 +45,7 @@ rule calibration_quality:
     input:
         calibration=lambda w: study.calibration_set(w.calib, w.model),
         weights="results/weights/{model}.pt",
-        train="results/data/cifar10_train.npz",
+        train="results/data/train.npz",
     output:
         "results/quality/{model}/{calib}.json",
     conda:

@@ -1,17 +1,17 @@
-rule cifar10_split:
-    """One CIFAR-10 split as the canonical image-set file."""
+rule dataset_split:
+    """One split of the study's dataset (CIFAR-10 download, local batches, or an ImageFolder tree) as the canonical image-set file."""
     output:
-        "results/data/cifar10_{split}.npz",
+        "results/data/{split}.npz",
     params:
         data=config["data"],
         cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
     conda:
         "../envs/synthcal.yaml"
     log:
-        "results/logs/data/cifar10_{split}.log",
+        "results/logs/data/{split}.log",
     benchmark:
-        "results/benchmarks/data/cifar10_{split}.tsv"
+        "results/benchmarks/data/{split}.tsv"
     resources:
         mem_mb=4000,
     script:
-        "../workflow_scripts/cifar10_split.py"
+        "../workflow_scripts/dataset_split.py"

@@ -4,7 +4,7 @@ rule gan_real_data:
         train=lambda w: (
             []
             if config["gan_training"][w.gan].get("data_folder")
-            else "results/data/cifar10_train.npz"
+            else "results/data/train.npz"
         ),
     output:
         "results/gan/{gan}/real.npz",
@@ -52,7 +52,7 @@ rule gan_quality:
         weights=lambda w: "results/weights/{}.pt".format(
             config["gan_training"][w.gan].get("judge", "resnet20")
         ),
-        train="results/data/cifar10_train.npz",
+        train="results/data/train.npz",
     output:
         "results/gan/{gan}/quality.json",
     params:

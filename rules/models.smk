@@ -22,7 +22,7 @@ rule export_model:
     input:
         weights="results/weights/{model}.pt",
         weights_info="results/weights/{model}.json",
-        test="results/data/cifar10_test.npz",
+        test="results/data/test.npz",
     output:
         onnx="results/models/{model}/fp32.onnx",
         xml="results/models/{model}/fp32.xml",
@@ -47,7 +47,7 @@ rule evaluate_fp32:
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
         export_info="results/models/{model}/export.json",
-        test="results/data/cifar10_test.npz",
+        test="results/data/test.npz",
     output:
         metrics="results/eval/{model}/fp32/metrics.json",
         predictions="results/eval/{model}/fp32/predictions.npz",

@@ -30,7 +30,7 @@ rule evaluate_int8:
         xml="results/quantized/{model}/{calib}/{method}/int8.xml",
         bin="results/quantized/{model}/{calib}/{method}/int8.bin",
         quantize_info="results/quantized/{model}/{calib}/{method}/quantize.json",
-        test="results/data/cifar10_test.npz",
+        test="results/data/test.npz",
         fp32_metrics="results/eval/{model}/fp32/metrics.json",
         fp32_predictions="results/eval/{model}/fp32/predictions.npz",
     output:
