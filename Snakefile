@@ -1,7 +1,8 @@
-# synthcal: INT8 quantization of CIFAR-10 classifiers with OpenVINO/NNCF,
+# synthcal: INT8 quantization of image classifiers (the CIFAR-10 zoo or your own) with OpenVINO/NNCF,
 # calibrated on real, synthetic (GAN, fractal), data-free or noise images.
 from snakemake.utils import min_version, validate
 
+from synthcal.runguard import guard_run
 from synthcal.workflow import Study
 
 min_version("9.0")
@@ -14,17 +15,24 @@ validate(config, "schemas/config.schema.yaml")
 study = Study(config)
 
 
+onstart:
+    # one executing run per directory; no rerun over live SLURM jobs (synthcal/runguard.py, README)
+    guard_run(workflow)
+
+
 wildcard_constraints:
     model="[^/]+",
     calib="[^/]+",
     method="[^/]+",
     split="train|test",
+    size="[0-9]+x[0-9]+",
 
 
 include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/calibration.smk"
 include: "rules/quantize.smk"
+include: "rules/evaluation.smk"
 include: "rules/report.smk"
 include: "rules/gan.smk"
 
@@ -34,5 +42,6 @@ rule all:
     input:
         study.fp32_metrics(),
         study.int8_metrics(),
+        study.extra_set_metrics(),
         study.quality(),
         study.report(),

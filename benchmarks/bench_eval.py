@@ -12,7 +12,8 @@ from pathlib import Path
 
 from synthcal.data import read_image_folder
 from synthcal.evaluate import evaluate_ir
-from synthcal.export import export_model
+from synthcal.models import model_spec
+from synthcal.models.export import export_model
 from synthcal.quantize import quantize_model
 
 
@@ -27,8 +28,8 @@ def main() -> None:
     train = read_image_folder(shared / "data/cifar10-lossless/train", show_progress=False)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        export_model("resnet20", shared / "weights/cifar10_resnet20-4118986f.pt", tmp / "fp32.xml", tmp / "fp32.onnx",
-                     tmp / "export.json", test.images[:64])
+        export_model(model_spec("resnet20", {}), [str(shared / "weights/cifar10_resnet20-4118986f.pt")],
+                     tmp / "fp32.xml", tmp / "export.json", test.images[:64])
         quantize_model(tmp / "fp32.xml", train, "default", {"algorithm": "default", "subset_size": 300},
                        tmp / "int8.xml", tmp / "quantize.json")
         speeds: dict[str, list[float]] = {"fp32": [], "int8": []}

@@ -11,6 +11,7 @@ import json
 
 from synthcal.data import read_image_folder
 from synthcal.io import write_json
+from synthcal.models.zoo import load_zoo_classifier
 from synthcal.quality import generator_quality
 
 
@@ -25,7 +26,8 @@ def main() -> None:
     parser.add_argument("--out", help="also write the figures to this JSON file (e.g. the checkpoint's quality.json)")
     args = parser.parse_args()
     reference = read_image_folder(args.train, show_progress=False)
-    stats = generator_quality(args.judge, args.weights, args.generator, reference, args.per_class, args.seed)
+    judge = load_zoo_classifier(args.judge, args.weights)
+    stats = generator_quality(args.judge, judge, args.generator, reference, args.per_class, args.seed)
     figures = {key: stats[key] for key in ("class_consistency", "frechet_distance", "mean_max_softmax",
                                            "histogram_entropy", "count", "reference_count")}
     figures.update(judge=args.judge, per_class=args.per_class, seed=args.seed, reference=args.train)

@@ -1,19 +1,20 @@
 rule calibration_set:
-    """A model-independent calibration set (cifar10, folder, fractal, gan, noise) and its preview."""
+    """A model-independent calibration set (cifar10, folder, fractal, gan, noise) at one input size, and its preview."""
     input:
         train=lambda w: study.training_split_for(w.calib),
-        generator=lambda w: study.generator_files(w.calib),
+        sources=lambda w: study.calibration_inputs(w.calib),
     output:
-        images="results/calib/{calib}/set.npz",
-        preview="results/calib/{calib}/preview.png",
+        images="results/calib/{calib}/{size}/set.npz",
+        preview="results/calib/{calib}/{size}/preview.png",
     params:
         spec=lambda w: config["calibration"][w.calib],
+        classes=lambda w: study.classes,
     conda:
         "../envs/synthcal.yaml"
     log:
-        "results/logs/calib/{calib}.log",
+        "results/logs/calib/{calib}/{size}.log",
     benchmark:
-        "results/benchmarks/calib/{calib}.tsv"
+        "results/benchmarks/calib/{calib}/{size}.tsv"
     threads: 2
     script:
         "../workflow_scripts/calibration_set.py"
@@ -22,29 +23,31 @@ rule calibration_set:
 rule calibration_set_for_model:
     """A calibration set derived from one classifier (datafree: BatchNorm-statistics inversion)."""
     input:
-        weights="results/weights/{model}.pt",
+        network=lambda w: study.network_files(w.model),
     output:
-        images="results/calib/{calib}/{model}/set.npz",
-        preview="results/calib/{calib}/{model}/preview.png",
+        images="results/calib/{calib}/{size}/{model}/set.npz",
+        preview="results/calib/{calib}/{size}/{model}/preview.png",
     params:
         spec=lambda w: config["calibration"][w.calib],
-        deploy_repvgg=config.get("export", {}).get("deploy_repvgg", True),
+        classes=lambda w: study.classes,
+        model=lambda w: study.model_entry(w.model),
     conda:
         "../envs/synthcal.yaml"
     log:
-        "results/logs/calib/{calib}/{model}.log",
+        "results/logs/calib/{calib}/{size}/{model}.log",
     benchmark:
-        "results/benchmarks/calib/{calib}/{model}.tsv"
+        "results/benchmarks/calib/{calib}/{size}/{model}.tsv"
     threads: 2
     script:
         "../workflow_scripts/calibration_set.py"
 
 
 rule calibration_quality:
-    """How close a calibration set is to CIFAR-10 in the classifier's eyes."""
+    """How close a calibration set is to the training data in the FP32 model's eyes."""
     input:
         calibration=lambda w: study.calibration_set(w.calib, w.model),
-        weights="results/weights/{model}.pt",
+        xml="results/models/{model}/fp32.xml",
+        bin="results/models/{model}/fp32.bin",
         train="results/data/train.npz",
     output:
         "results/quality/{model}/{calib}.json",

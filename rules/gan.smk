@@ -37,9 +37,10 @@ rule train_distylegan:
         "results/logs/gan/{gan}/train.log",
     benchmark:
         "results/benchmarks/gan/{gan}/train.tsv"
-    threads: 8
+    threads: 4
     resources:
         mem_mb=8000,
+        gpu=lambda w: config["gan_training"][w.gan].get("gpus", 0),
     script:
         "../workflow_scripts/train_distylegan.py"
 
@@ -49,14 +50,12 @@ rule gan_quality:
     input:
         generator="results/gan/{gan}/generator.pt",
         config="results/gan/{gan}/config.json",
-        weights=lambda w: "results/weights/{}.pt".format(
-            config["gan_training"][w.gan].get("judge", "resnet20")
-        ),
+        xml=lambda w: study.judge_ir(w.gan),
         train="results/data/train.npz",
     output:
         "results/gan/{gan}/quality.json",
     params:
-        judge=lambda w: config["gan_training"][w.gan].get("judge", "resnet20"),
+        judge=lambda w: study.gan_judge(w.gan),
         per_class=lambda w: config["gan_training"][w.gan].get("quality_per_class", 100),
     conda:
         "../envs/synthcal.yaml"

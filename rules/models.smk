@@ -1,34 +1,38 @@
 rule fetch_weights:
-    """Verified classifier weights (release URL with hash check, local path, or random)."""
+    """A model's network file, verified: zoo/torch → a plain state_dict (.pt), onnx → the ONNX file."""
+    input:
+        local=lambda w: study.model_local_files(w.model),
     output:
-        weights="results/weights/{model}.pt",
-        info="results/weights/{model}.json",
+        network="results/weights/{model}.{suffix}",
+        info="results/weights/{model}.{suffix}.json",
     params:
-        spec=lambda w: (config["models"][w.model] or {}).get("weights", {"source": "url"}),
+        model=lambda w: study.model_entry(w.model),
         cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
         seed=config.get("seed", 0),
+    wildcard_constraints:
+        suffix="pt|onnx",
     conda:
         "../envs/synthcal.yaml"
     log:
-        "results/logs/weights/{model}.log",
+        "results/logs/weights/{model}.{suffix}.log",
     benchmark:
-        "results/benchmarks/weights/{model}.tsv"
+        "results/benchmarks/weights/{model}.{suffix}.tsv"
     script:
         "../workflow_scripts/fetch_weights.py"
 
 
 rule export_model:
-    """PyTorch → ONNX → OpenVINO IR, gated by a PyTorch/OpenVINO parity check."""
+    """Any model kind → FP32 OpenVINO IR with raw-pixel preprocessing baked in, gated by a parity check."""
     input:
-        weights="results/weights/{model}.pt",
-        weights_info="results/weights/{model}.json",
+        network=lambda w: study.network_files(w.model),
+        network_info=lambda w: study.network_info(w.model),
         test="results/data/test.npz",
     output:
-        onnx="results/models/{model}/fp32.onnx",
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
         info="results/models/{model}/export.json",
     params:
+        model=lambda w: study.model_entry(w.model),
         export=config.get("export", {}),
     conda:
         "../envs/synthcal.yaml"
@@ -52,7 +56,7 @@ rule evaluate_fp32:
         metrics="results/eval/{model}/fp32/metrics.json",
         predictions="results/eval/{model}/fp32/predictions.npz",
     params:
-        evaluation=config.get("evaluation", {}),
+        evaluation=study.evaluation_options(),
     conda:
         "../envs/synthcal.yaml"
     log:

@@ -37,7 +37,7 @@ rule evaluate_int8:
         metrics="results/eval/{model}/{calib}/{method}/metrics.json",
         predictions="results/eval/{model}/{calib}/{method}/predictions.npz",
     params:
-        evaluation=config.get("evaluation", {}),
+        evaluation=study.evaluation_options(),
     conda:
         "../envs/synthcal.yaml"
     log:

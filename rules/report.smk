@@ -1,9 +1,9 @@
 rule report:
-    """summary.csv, a self-contained index.html and plots; also registered for `snakemake --report`."""
+    """summary.csv (paired statistics vs FP32), recommendation.csv, plots and a self-contained index.html."""
     input:
-        fp32=study.fp32_metrics(),
+        metrics=study.evaluation_files("metrics"),
+        predictions=study.evaluation_files("predictions"),
         exports=study.export_infos(),
-        int8=study.int8_metrics(),
         quantize=study.quantize_infos(),
         quality=study.quality(),
         previews=study.previews(),
@@ -13,7 +13,23 @@ rule report:
             caption="captions/summary.rst",
             category="Summary",
         ),
+        recommendation=report(
+            "results/report/recommendation.csv",
+            caption="captions/recommendation.rst",
+            category="Summary",
+        ),
+        comparison="results/report/calibration_comparison.csv",
         html="results/report/index.html",
+        speed_accuracy=report(
+            "results/report/speed_accuracy.png",
+            caption="captions/speed_accuracy.rst",
+            category="Quantization",
+        ),
+        intervals=report(
+            "results/report/delta_top1_intervals.png",
+            caption="captions/intervals.rst",
+            category="Quantization",
+        ),
         heatmap=report(
             "results/report/delta_top1.png",
             caption="captions/heatmap.rst",
@@ -35,11 +51,7 @@ rule report:
             category="Calibration sets",
         ),
     params:
-        study=lambda w: {
-            "models": study.models,
-            "calibrations": study.calibrations,
-            "methods": study.methods,
-        },
+        study=study.report_study(),
         config=config,
     conda:
         "../envs/synthcal.yaml"
@@ -49,3 +61,21 @@ rule report:
         "results/benchmarks/report.tsv"
     script:
         "../workflow_scripts/report.py"
+
+
+rule report_screenshot:
+    """The report opened in headless Chromium at 1280 px: first-screen PNG; fails on console errors,
+    network requests or horizontal overflow. Needs Chromium; not part of `all`."""
+    input:
+        html="results/report/index.html",
+    output:
+        screenshot="results/report/screenshot.png",
+        check="results/report/browser_check.json",
+    conda:
+        "../envs/synthcal.yaml"
+    log:
+        "results/logs/report_screenshot.log",
+    benchmark:
+        "results/benchmarks/report_screenshot.tsv"
+    script:
+        "../workflow_scripts/report_screenshot.py"

@@ -1,4 +1,4 @@
-"""CIFAR-10 input: download with checksum, the official pickle batches, or an ImageFolder tree.
+"""The study's dataset: CIFAR-10 (download with checksum, the official pickle batches) or any ImageFolder tree.
 
 Every source ends as one canonical image set per split (see ``synthcal.io``).
 """
@@ -124,14 +124,16 @@ def _sort_key(name: str) -> tuple:
     return (int(stem), name) if stem.isdigit() else (float("inf"), name)
 
 
-def decode_image(data: bytes, name: str, size: int = 32) -> np.ndarray:
-    """Decode one image file to uint8 RGB (size, size, 3), resizing when needed."""
+def decode_image(data: bytes, name: str, size=32) -> np.ndarray:
+    """Decode one image file to uint8 RGB (H, W, 3); ``size`` (an int or (H, W)) resizes, None keeps it."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = image.convert("RGB")
-            if image.size != (size, size):
-                image = image.resize((size, size), Image.Resampling.BILINEAR)
+            if size is not None:
+                height, width = (size, size) if isinstance(size, int) else size
+                if image.size != (width, height):
+                    image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
     except (UnidentifiedImageError, OSError, ValueError) as error:
         raise DataError(f"cannot read image {name}: {error}") from error
@@ -162,40 +164,75 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
             yield (parts[0] if len(parts) > 1 else ""), f"{archive_path}:{name}", archive.extractfile(member).read()
 
 
-def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size: int = 32,
-                      show_progress: bool = True) -> ImageSet:
+def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size=32,
+                      classes: list[str] | None = None, show_progress: bool = True) -> ImageSet:
     """Read ``root/<class name>/*.png|jpg`` (or loose images when unlabelled).
 
-    CIFAR-10 class names map to labels 0-9. ``labelled=None`` decides from the folder names.
-    ``root`` may point inside a tarball: ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``.
+    Labels index ``classes``: by default CIFAR-10's names, or with ``labelled=True`` the sorted folder names.
+    ``labelled=None`` decides from the folder names. ``size`` (int or (H, W)) resizes every image; ``None``
+    keeps the files' own size, which must then be the same for all. ``root`` may point inside a tarball:
+    ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``.
     """
     root = Path(root)
     entries = list(_folder_entries(root))
     if not entries:
         raise DataError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {root}")
     class_dirs = sorted({label_dir for label_dir, _, _ in entries})
+    if classes is None:
+        classes = [name for name in class_dirs if name] if labelled else list(CIFAR10_CLASSES)
+    classes = list(classes)
     if labelled is None:
-        known = [name for name in class_dirs if name in CIFAR10_CLASSES]
+        known = [name for name in class_dirs if name in classes]
         labelled = bool(known)
         if known and len(known) != len(class_dirs):
-            odd = [name for name in class_dirs if name not in CIFAR10_CLASSES]
-            raise DataError(f"{root}: folders {odd} are not CIFAR-10 class names (others are); rename them or "
+            odd = [name for name in class_dirs if name not in classes]
+            raise DataError(f"{root}: folders {odd} are not class names {classes} (others are); rename them or "
                             "set labelled: false")
     if labelled:
-        unknown = [name for name in class_dirs if name not in CIFAR10_CLASSES]
+        unknown = [name or "(images directly under the folder)" for name in class_dirs if name not in classes]
         if unknown:
-            raise DataError(f"{root}: folders {unknown} are not CIFAR-10 class names {list(CIFAR10_CLASSES)}")
+            raise DataError(f"{root}: folders {unknown} are not class names {classes}")
     entries.sort(key=lambda entry: (_sort_key(entry[1]), entry[0]))
-    images = np.empty((len(entries), size, size, 3), dtype=np.uint8)
+    decoded = [decode_image(data, name, size) for _, name, data in
+               tqdm(entries, desc=f"read {root.name}", unit="img", disable=not show_progress)]
+    shapes = {image.shape for image in decoded}
+    if len(shapes) > 1:
+        examples = {}
+        for (_, name, _), image in zip(entries, decoded, strict=True):
+            examples.setdefault(image.shape[:2], name)
+        listed = "; ".join(f"{h}x{w}: {name}" for (h, w), name in list(examples.items())[:3])
+        raise DataError(f"{root}: images have different sizes ({listed}); set a size to resize them to "
+                        "(data.size for the dataset)")
+    images = np.stack(decoded).astype(np.uint8)
     labels = np.full(len(entries), UNLABELLED, dtype=np.int64)
-    for index, (label_dir, name, data) in enumerate(
-        tqdm(entries, desc=f"read {root.name}", unit="img", disable=not show_progress)
-    ):
-        images[index] = decode_image(data, name, size)
-        if labelled:
-            labels[index] = CIFAR10_CLASSES.index(label_dir)
-    provenance = {"format": "image-folder", "path": str(root), "labelled": labelled, "size": size}
+    if labelled:
+        labels[:] = [classes.index(label_dir) for label_dir, _, _ in entries]
+    provenance = {"format": "image-folder", "path": str(root), "labelled": labelled,
+                  "size": list(images.shape[1:3]), "classes": classes if labelled else None}
     return ImageSet(images, labels, provenance)
+
+
+def folder_classes(root: str | os.PathLike) -> list[str]:
+    """Sorted class-folder names of an ImageFolder tree (a directory or a folder inside a tarball)."""
+    root = Path(root).expanduser()
+    if root.is_dir():
+        return sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    return sorted({label_dir for label_dir, _, _ in _folder_entries(root) if label_dir})
+
+
+def dataset_classes(source: dict) -> list[str]:
+    """The dataset's class names in label order: ``data.classes``, CIFAR-10's, or the train folder's sorted names."""
+    if source.get("classes"):
+        return list(source["classes"])
+    if source.get("source", "download") != "folder":
+        return list(CIFAR10_CLASSES)
+    train = (source.get("folders") or {}).get("train") or (source.get("folders") or {}).get("test")
+    if not train:
+        raise DataError("data.folders.train is not set (an ImageFolder tree)")
+    classes = folder_classes(train)
+    if not classes:
+        raise DataError(f"data.folders.train: {train} has no class folders")
+    return classes
 
 
 def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True) -> ImageSet:
@@ -216,11 +253,16 @@ def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_prog
         folders = source.get("folders") or {}
         if split not in folders:
             raise DataError(f"data.folders.{split} is not set (an ImageFolder tree for the {split} split)")
-        image_set = read_image_folder(folders[split], labelled=True, show_progress=show_progress)
+        size = source.get("size")
+        image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
+                                      size=tuple(size) if isinstance(size, list) else size,
+                                      show_progress=show_progress)
     else:
         raise DataError(f"data.source {kind!r} is not one of download, local, folder")
     limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None
     if limit:
         image_set = ImageSet(image_set.images[:limit], image_set.labels[:limit], image_set.provenance)
-    image_set.provenance.update({"split": split, "count": len(image_set), "limit": limit})
+    image_set.provenance.update({"split": split, "count": len(image_set), "limit": limit,
+                                 "classes": image_set.provenance.get("classes") or list(CIFAR10_CLASSES),
+                                 "size": list(image_set.images.shape[1:3])})
     return image_set

@@ -12,7 +12,8 @@ from synthcal.inference import compile_model, infer_logits
 from synthcal.io import ImageSet, atomic_path, write_json
 
 
-def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int = 10) -> dict:
+def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> dict:
+    num_classes = logits.shape[1] if num_classes is None else num_classes
     predictions = logits.argmax(1)
     top5 = np.argsort(-logits, axis=1)[:, :5]
     per_class = {
@@ -34,11 +35,20 @@ def agreement_metrics(predictions: np.ndarray, reference_predictions: np.ndarray
 
 def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hint: str = "f32",
                 batch_size: int = 100, show_progress: bool = True) -> tuple[dict, np.ndarray]:
-    """Top-1/top-5/per-class accuracy and throughput; returns (metrics, logits)."""
-    compiled = compile_model(xml_path, precision_hint)
-    infer_logits(compiled, test_set.images[:batch_size])  # warm-up, not timed
+    """Top-1/top-5/per-class accuracy and throughput; returns (metrics, logits).
+
+    Test images are resized to the IR's input size with the policy it was exported with.
+    """
+    from synthcal.models.preprocessing import resize_images, resize_policy
+
+    model = ov.Core().read_model(str(xml_path))
+    shape = model.input(0).get_partial_shape()
+    size, policy = (shape[2].get_length(), shape[3].get_length()), resize_policy(model)
+    images = resize_images(test_set.images, size, policy)
+    compiled = compile_model(model, precision_hint)
+    infer_logits(compiled, images[:batch_size])  # warm-up, not timed
     start = time.perf_counter()
-    logits = infer_logits(compiled, test_set.images, batch_size, show_progress, desc="evaluate")
+    logits = infer_logits(compiled, images, batch_size, show_progress, desc="evaluate")
     seconds = time.perf_counter() - start
     metrics = classification_metrics(logits, test_set.labels)
     metrics.update({
@@ -49,6 +59,8 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
         "openvino_version": ov.get_version(),
         "ir": str(xml_path),
         "test_set": test_set.provenance,
+        "input_size": list(size),
+        "resize": policy if images is not test_set.images else None,
     })
     return metrics, logits
 

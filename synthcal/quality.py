@@ -6,7 +6,8 @@ labelled sets how often it agrees with the labels ("class consistency"), and the
 Fréchet distance between the set's and a reference pool's penultimate features
 (an FID computed with the classifier itself instead of Inception).
 
-``model`` is always the ``NormalizedClassifier``-wrapped classifier (raw pixels in [0, 255]).
+``model`` takes raw pixels in [0, 255]: the workflow passes the FP32 IR (every model kind has one); a
+PyTorch classifier with ``forward_features`` works too.
 """
 
 from __future__ import annotations
@@ -27,12 +28,17 @@ def _final_linear(model: nn.Module) -> nn.Linear:
     return linears[-1]
 
 
-def predict_with_features(model: nn.Module, images_uint8: np.ndarray,
-                          batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Logits (N, classes) and penultimate features (N, D), both float64, for uint8 NHWC images."""
+def predict_with_features(model, images_uint8: np.ndarray, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Logits (N, classes) and penultimate features (N, D), both float64, for uint8 NHWC images.
+
+    ``model``: a PyTorch classifier with ``forward_features`` (raw pixels in), or an OpenVINO IR (path or
+    ``ov.Model``, raw pixels in) whose features are the input of its last MatMul (the logits when it has none).
+    """
     images_uint8 = np.asarray(images_uint8)
     if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}")
+    if not isinstance(model, nn.Module):
+        return _openvino_logits_and_features(model, images_uint8, batch_size)
     head = _final_linear(model)
     was_training = model.training
     model.eval()
@@ -48,6 +54,30 @@ def predict_with_features(model: nn.Module, images_uint8: np.ndarray,
         model.train(was_training)
     if not logits:
         return np.zeros((0, head.out_features)), np.zeros((0, head.in_features))
+    return np.concatenate(logits), np.concatenate(features)
+
+
+def _openvino_logits_and_features(model, images_uint8: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
+    import openvino as ov
+
+    from synthcal.inference import compile_model, to_model_input
+
+    model = model if isinstance(model, ov.Model) else ov.Core().read_model(str(model))
+    model = model.clone()
+    matmuls = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
+    if matmuls:
+        data = [value for value in matmuls[-1].inputs() if value.get_source_output().get_node().get_type_name()
+                != "Constant"]
+        model.add_outputs([data[0].get_source_output() if data else matmuls[-1].input_value(0)])
+    compiled = compile_model(model, "f32")
+    request = compiled.create_infer_request()
+    logits, features = [], []
+    for start in range(0, len(images_uint8), batch_size):
+        outputs = request.infer({0: to_model_input(images_uint8[start:start + batch_size])})
+        batch_logits = outputs[compiled.output(0)].astype(np.float64)
+        logits.append(batch_logits)
+        batch_features = outputs[compiled.output(len(compiled.outputs) - 1)].astype(np.float64)
+        features.append(batch_features.reshape(len(batch_features), -1))
     return np.concatenate(logits), np.concatenate(features)
 
 
@@ -89,7 +119,7 @@ def _consistency(logits: np.ndarray, labels: np.ndarray) -> float:
     return float((logits.argmax(axis=1) == labels).mean())
 
 
-def class_consistency(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
+def class_consistency(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 256) -> float:
     """Fraction of images the classifier predicts as their (assigned or true) label."""
     logits, _ = predict_with_features(model, images, batch_size)
     return _consistency(logits, labels)
@@ -100,7 +130,7 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def calibration_quality(model: nn.Module, calib: ImageSet, reference: ImageSet | np.ndarray,
+def calibration_quality(model, calib: ImageSet, reference: ImageSet | np.ndarray,
                         batch_size: int = 256) -> dict:
     """Quality statistics of ``calib``; ``reference`` is an image set or its precomputed features (N, D)."""
     logits, features = predict_with_features(model, calib.images, batch_size)
@@ -132,29 +162,41 @@ def reference_subset(pool: ImageSet, count: int = 5000, seed: int = 0) -> ImageS
     return ImageSet(pool.images[indices], pool.labels[indices], pool.provenance)
 
 
+def ir_input_size(xml_path) -> tuple[int, int]:
+    import openvino as ov
+
+    shape = ov.Core().read_model(str(xml_path)).input(0).get_partial_shape()
+    return shape[2].get_length(), shape[3].get_length()
+
+
+def reference_at_size(pool: ImageSet, size, count: int = 5000) -> ImageSet:
+    """``reference_subset`` resized to a model's input size."""
+    from synthcal.calibration import resize_set
+
+    return resize_set(reference_subset(pool, count), size)
+
+
 def quality_from_files(model_name: str, inputs, out_path, reference_count: int = 5000) -> dict:
-    """Workflow entry: quality statistics of one calibration set under one FP32 classifier."""
-    from synthcal.export import load_classifier
+    """Workflow entry: quality statistics of one calibration set under one FP32 model (its IR)."""
     from synthcal.io import load_image_set, write_json
 
-    classifier = load_classifier(model_name, inputs.weights)
     calibration = load_image_set(inputs.calibration)
-    reference = reference_subset(load_image_set(inputs.train), reference_count)
-    stats = calibration_quality(classifier, calibration, reference)
+    reference = reference_at_size(load_image_set(inputs.train), ir_input_size(inputs.xml), reference_count)
+    stats = calibration_quality(inputs.xml, calibration, reference)
     stats.update(model=model_name, calibration=calibration.provenance.get("name"),
                  kind=calibration.provenance.get("kind"))
     write_json(out_path, stats)
     return stats
 
 
-def generator_quality(judge: str, weights, generator_dir, reference: ImageSet, per_class: int = 100,
+def generator_quality(judge: str, classifier, generator_dir, reference: ImageSet, per_class: int = 100,
                       seed: int = 1234) -> dict:
-    """A DiStyleGAN checkpoint folder's class consistency and Fréchet distance under the classifier ``judge``."""
+    """A DiStyleGAN checkpoint folder's class consistency and Fréchet distance under the classifier ``judge``
+    (``classifier``: its FP32 IR, or a PyTorch classifier with raw pixels in)."""
     from synthcal.distylegan import sample_distylegan
-    from synthcal.export import load_classifier
 
     samples = sample_distylegan(generator_dir, per_class, seed, show_progress=False)
-    stats = calibration_quality(load_classifier(judge, weights), samples, reference)
+    stats = calibration_quality(classifier, samples, reference)
     stats.update(judge=judge, samples=len(samples), per_class=per_class, seed=seed, generator=str(generator_dir))
     return stats
 
@@ -167,6 +209,6 @@ def generator_quality_from_files(judge: str, inputs, out_path, per_class: int = 
     from synthcal.io import load_image_set, write_json
 
     reference = reference_subset(load_image_set(inputs.train), reference_count)
-    stats = generator_quality(judge, inputs.weights, Path(inputs.generator).parent, reference, per_class, seed)
+    stats = generator_quality(judge, inputs.xml, Path(inputs.generator).parent, reference, per_class, seed)
     write_json(out_path, stats)
     return stats

@@ -11,13 +11,12 @@ import nncf
 import numpy as np
 import openvino as ov
 
-from synthcal.export import save_ir
 from synthcal.inference import compile_model, infer_logits, to_model_input
 from synthcal.io import ImageSet, write_json
+from synthcal.models.export import save_ir
+from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
 
 ALGORITHMS = ("default", "accuracy_aware")
-COMPUTE_OPS = ("Convolution", "GroupConvolution", "MatMul")
-LAYOUT_OPS = ("Reshape", "Squeeze", "Unsqueeze", "Transpose", "Convert")
 
 
 class QuantizationError(RuntimeError):
@@ -59,19 +58,6 @@ def nncf_arguments(method: dict, num_items: int) -> dict:
     return arguments
 
 
-def float_compute_layers(model: ov.Model) -> list[str]:
-    """Convolutions and MatMuls whose activation input is not fake-quantized (they run in floating point)."""
-    names = []
-    for op in model.get_ordered_ops():
-        if op.get_type_name() in COMPUTE_OPS:
-            producer = op.input_value(0).get_node()
-            while producer.get_type_name() in LAYOUT_OPS:
-                producer = producer.input_value(0).get_node()
-            if producer.get_type_name() != "FakeQuantize":
-                names.append(op.get_friendly_name())
-    return names
-
-
 def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return [to_model_input(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
 
@@ -91,6 +77,7 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
     arguments = nncf_arguments(method, len(calibration_items))
     info: dict = {
         "method": method_name,
+        "engine": "nncf",
         "algorithm": algorithm,
         "config": method,
         "nncf_version": nncf.__version__,
@@ -112,7 +99,7 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
                                                     arguments, precision_hint, info)
     info["quantization_seconds"] = time.perf_counter() - start
     info["float_layers"] = float_compute_layers(quantized)
-    info["fake_quantize_count"] = sum(op.get_type_name() == "FakeQuantize" for op in quantized.get_ordered_ops())
+    info["fake_quantize_count"] = fake_quantize_count(quantized)
     info.update(extra_info or {})
     save_ir(quantized, int8_xml)
     write_json(info_path, info)
@@ -122,7 +109,14 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
 def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_dataset, method: dict,
                                     method_name: str, arguments: dict, precision_hint: str, info: dict) -> ov.Model:
     validation = method.get("validation", "labels")
+    if validation == "auto":  # the study's choice where it can be made: labels, else FP32 agreement
+        validation = "labels" if calibration.labelled else "agreement"
     count = method.get("validation_count")
+    if count and count > len(calibration):
+        logging.getLogger(__name__).warning(
+            "methods.%s.validation_count = %d but the calibration set has %d images: validating on all %d",
+            method_name, count, len(calibration), len(calibration))
+        info["validation_count_capped"] = {"requested": count, "used": len(calibration)}
     images = calibration.images[:count] if count else calibration.images
     if validation == "labels":
         if not calibration.labelled:
@@ -134,7 +128,7 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
     elif validation == "agreement":
         targets = infer_logits(compile_model(model, precision_hint), images).argmax(1)
     else:
-        raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement")
+        raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement, auto")
     items = list(zip(_batches(images, 1), targets, strict=True))
     eval_batch = 100
 

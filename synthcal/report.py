@@ -1,10 +1,17 @@
-"""The study report: summary.csv, plots and a self-contained index.html (images inlined, no network)."""
+"""The study report: summary.csv, recommendation.csv, plots and a self-contained index.html (no network).
+
+Every INT8 row carries paired statistics against FP32 on the same test images (``synthcal.stats``): Δ top-1
+with a bootstrap CI and an exact McNemar p-value, agreement with a Wilson interval. Calibration sets of one
+model and method are compared with the real-data reference set, and ``synthcal.recommendation`` names the best
+source without real images.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import platform
+from functools import cache
 from pathlib import Path
 
 import matplotlib
@@ -17,51 +24,97 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from synthcal.io import atomic_path, read_json  # noqa: E402
+from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
+from synthcal.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
 
 SUMMARY_COLUMNS = [
-    "model", "precision", "calibration", "method", "untrained", "top1", "top5", "fp32_top1", "delta_top1",
-    "agreement_with_fp32", "flip_rate", "images_per_second", "fp32_images_per_second", "speedup",
+    "model", "test_set", "precision", "calibration", "method", "untrained", "top1", "top1_ci_low", "top1_ci_high",
+    "top5", "fp32_top1", "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high", "mcnemar_p",
+    "distinguishable_from_fp32", "agreement_with_fp32", "agreement_ci_low", "agreement_ci_high", "flip_rate",
+    "int8_only_correct", "fp32_only_correct", "images_per_second", "fp32_images_per_second", "speedup",
     "quantization_seconds", "calibration_kind", "calibration_images", "calibration_samples_used", "float_layers",
-    "aa_baseline_metric", "aa_final_metric", "aa_validation", "flagged", "num_images", "precision_hint",
+    "aa_baseline_metric", "aa_final_metric", "aa_validation", "flagged", "num_images", "test_set_lossy",
+    "precision_hint",
 ]
 
 
-def _cell_from_path(path: str) -> tuple[str, str, str]:
-    parts = Path(path).parts
-    return parts[-4], parts[-3], parts[-2]
+def _key(record: dict) -> tuple:
+    return record["test_set"], record["model"], record["calibration"], record["method"]
 
 
-def summary_table(inputs, flag_drop: float = 0.02) -> pd.DataFrame:
-    """One row per FP32 model and per cell, read from the metrics / quantize / quality JSON files."""
+@cache
+def _load_predictions(path: str) -> tuple[np.ndarray, np.ndarray]:
+    with np.load(path) as data:
+        return data["predictions"], data["labels"]
+
+
+class Evaluations:
+    """The study's evaluation records (``Study.evaluations()``) and their per-image predictions."""
+
+    def __init__(self, records: list[dict]):
+        self.records = list(records)
+        self.by_key = {_key(r): r for r in self.records}
+
+    def fp32(self, test_set: str, model: str) -> dict:
+        return self.by_key[(test_set, model, "", "")]
+
+    def predictions(self, test_set: str, model: str, calibration: str, method: str):
+        """(INT8 predictions, FP32 predictions, labels) of one cell on one test set."""
+        ours, labels = _load_predictions(self.by_key[(test_set, model, calibration, method)]["predictions"])
+        fp32, fp32_labels = _load_predictions(self.fp32(test_set, model)["predictions"])
+        if not np.array_equal(labels, fp32_labels):
+            raise ValueError(f"{model}/{calibration}/{method} and its FP32 reference were evaluated on different "
+                             f"images of test set {test_set!r}: re-run both evaluations")
+        return ours, fp32, labels
+
+
+def summary_table(evaluations: Evaluations, config: dict) -> pd.DataFrame:
+    """One row per FP32 model and per cell on every test set, with the paired statistics against FP32."""
+    options = _statistics_options(config)
+    lossy = {name: bool(spec.get("lossy", False))
+             for name, spec in ((config.get("evaluation") or {}).get("sets") or {}).items()}
+    flag_drop = float((config.get("report") or {}).get("flag_drop", 0.02))
+    quantize_infos = {}
     rows = []
-    for path in inputs.fp32:
-        metrics = read_json(path)
-        rows.append({"model": Path(path).parts[-3], "precision": "fp32", "calibration": "", "method": "",
-                     **_metric_fields(metrics)})
-    quantize_infos = {_cell_from_path(path): read_json(path) for path in inputs.quantize}
-    quality = {(Path(path).parts[-2], Path(path).stem): read_json(path) for path in inputs.quality}
-    for path in inputs.int8:
-        model, calib, method = _cell_from_path(path)
-        metrics, info = read_json(path), quantize_infos.get((model, calib, method), {})
-        row = {"model": model, "precision": "int8", "calibration": calib, "method": method, **_metric_fields(metrics)}
-        row["speedup"] = metrics["images_per_second"] / metrics["fp32_images_per_second"]
-        row["quantization_seconds"] = info.get("quantization_seconds")
-        row["calibration_kind"] = info.get("calibration_set", {}).get("kind")
-        row["calibration_images"] = info.get("calibration_images_available")
-        row["calibration_samples_used"] = info.get("calibration_samples_used")
-        row["float_layers"] = len(info.get("float_layers", []))
-        control = info.get("accuracy_control")
-        if control:
-            row.update(aa_baseline_metric=control["baseline_metric"], aa_final_metric=control["final_metric"],
-                       aa_validation=control["validation"])
-        row["flagged"] = bool(metrics["delta_top1"] < -flag_drop)
-        for key, value in quality.get((model, calib), {}).items():
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                row[f"quality_{key}"] = value
+    for record in evaluations.records:
+        metrics = read_json(record["metrics"])
+        row = {key: record[key] for key in ("model", "test_set", "precision", "calibration", "method")}
+        row.update(_metric_fields(metrics), test_set_lossy=lossy.get(record["test_set"], False))
+        predictions, labels = _load_predictions(record["predictions"])
+        top1 = wilson_rate(int((predictions == labels).sum()), len(labels), options["confidence"])
+        row.update(top1_ci_low=top1.ci_low, top1_ci_high=top1.ci_high)
+        if record["precision"] == "int8":
+            ours, fp32, labels = evaluations.predictions(*_key(record))
+            paired = versus_reference(ours, fp32, labels, **options)
+            if abs(paired["delta_top1"] - metrics["delta_top1"]) > 1e-9:
+                raise ValueError(f"{record['predictions']} does not match {record['metrics']}: re-run the evaluation")
+            row.update(paired)
+            row["delta_top1"] = metrics["delta_top1"]
+            row["speedup"] = metrics["images_per_second"] / metrics["fp32_images_per_second"]
+            info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"]))
+            row["quantization_seconds"] = info.get("quantization_seconds")
+            row["calibration_kind"] = info.get("calibration_set", {}).get("kind")
+            row["calibration_images"] = info.get("calibration_images_available")
+            row["calibration_samples_used"] = info.get("calibration_samples_used")
+            row["float_layers"] = len(info.get("float_layers", []))
+            control = info.get("accuracy_control")
+            if control:
+                row.update(aa_baseline_metric=control["baseline_metric"], aa_final_metric=control["final_metric"],
+                           aa_validation=control["validation"])
+            row["flagged"] = bool(metrics["delta_top1"] < -flag_drop)
         rows.append(row)
     table = pd.DataFrame(rows)
     columns = [c for c in SUMMARY_COLUMNS if c in table] + sorted(c for c in table if c not in SUMMARY_COLUMNS)
     return table[columns]
+
+
+def add_quality(table: pd.DataFrame, quality_paths) -> pd.DataFrame:
+    """``quality_*`` columns (calibration-set statistics) on the INT8 rows."""
+    quality = {(Path(path).parts[-2], Path(path).stem): read_json(path) for path in quality_paths}
+    extra = [{f"quality_{key}": value for key, value in quality.get((row.model, row.calibration), {}).items()
+              if isinstance(value, int | float) and not isinstance(value, bool)} if row.precision == "int8" else {}
+             for row in table.itertuples()]
+    return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
 
 
 def _metric_fields(metrics: dict) -> dict:
@@ -70,48 +123,140 @@ def _metric_fields(metrics: dict) -> dict:
     return {key: metrics[key] for key in keys if key in metrics}
 
 
-def _heatmap(table: pd.DataFrame, methods: list[str], path) -> None:
+def _statistics_options(config: dict) -> dict:
+    report = config.get("report") or {}
+    return {"seed": int(config.get("seed", 0)), "resamples": int(report.get("bootstrap_resamples", RESAMPLES)),
+            "confidence": float(report.get("confidence", CONFIDENCE))}
+
+
+# plots ---------------------------------------------------------------------------------------------------------------
+
+def _test_set_title(table: pd.DataFrame, test_set: str) -> str:
+    rows = table[table.test_set == test_set]
+    lossy = " lossy" if rows.test_set_lossy.any() else ""
+    return f"test set {test_set} ({int(rows.num_images.iloc[0]):,}{lossy} images)"
+
+
+def _heatmap(table: pd.DataFrame, methods: list[str], test_sets: list[str], path) -> None:
     int8 = table[table.precision == "int8"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(4.5 * len(methods) + 1, 0.6 * int8.model.nunique() + 2.2),
-                             squeeze=False)
-    for ax, method in zip(axes[0], methods, strict=True):
-        grid = int8[int8.method == method].pivot(index="model", columns="calibration", values="delta_top1") * 100
-        image = ax.imshow(grid.values, cmap="RdYlGn", vmin=-5, vmax=5, aspect="auto")
-        ax.set_xticks(range(grid.shape[1]), grid.columns, rotation=35, ha="right")
-        ax.set_yticks(range(grid.shape[0]), grid.index)
-        for (i, j), value in np.ndenumerate(grid.values):
-            ax.text(j, i, "–" if np.isnan(value) else f"{value:+.2f}", ha="center", va="center", fontsize=9)
-        ax.set_title(f"Δ top-1 (pp), {method}")
-    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8)
+    calibrations = list(dict.fromkeys(int8.calibration))
+    models = list(dict.fromkeys(int8.model))
+    fig, axes = plt.subplots(len(test_sets), len(methods), squeeze=False, sharey=True, layout="constrained",
+                             figsize=(1.05 * len(calibrations) * len(methods) + 2.5,
+                                      (0.75 * len(models) + 1.6) * len(test_sets)))
+    for row, test_set in enumerate(test_sets):
+        for column, method in enumerate(methods):
+            ax = axes[row][column]
+            cells = int8[(int8.method == method) & (int8.test_set == test_set)]
+            grid = {name: cells.pivot(index="model", columns="calibration", values=name)
+                    .reindex(index=models, columns=calibrations) * 100
+                    for name in ("delta_top1", "delta_top1_ci_low", "delta_top1_ci_high")}
+            image = ax.imshow(grid["delta_top1"].values, cmap="RdYlGn", vmin=-5, vmax=5, aspect="auto")
+            ax.set_xticks(range(len(calibrations)), calibrations, rotation=35, ha="right")
+            ax.set_yticks(range(len(models)), models)
+            for (i, j), value in np.ndenumerate(grid["delta_top1"].values):
+                low, high = grid["delta_top1_ci_low"].values[i, j], grid["delta_top1_ci_high"].values[i, j]
+                text = "–" if np.isnan(value) else f"{value:+.2f}\n[{low:+.1f}, {high:+.1f}]"
+                ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
+            ax.set_title(f"{method} · {_test_set_title(table, test_set)}", fontsize=9)
+    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="Δ top-1 (pp)")
     _save_figure(fig, path)
 
 
-def _throughput(table: pd.DataFrame, path) -> None:
-    fp32 = table[table.precision == "fp32"].set_index("model").images_per_second
-    int8 = table[table.precision == "int8"].groupby("model").images_per_second.median()
+def _delta_intervals(table: pd.DataFrame, test_sets: list[str], path) -> None:
+    """Δ top-1 of every cell with its CI; hollow where the CI spans 0 (not distinguishable from FP32)."""
+    int8 = table[table.precision == "int8"]
+    models = list(dict.fromkeys(int8.model))
+    cells_per_model = int8.groupby(["model", "test_set"]).size().max()
+    fig, axes = plt.subplots(len(models), len(test_sets), squeeze=False, layout="constrained",
+                             figsize=(5.2 * len(test_sets) + 1.5, (0.24 * cells_per_model + 1.1) * len(models)))
+    for i, model in enumerate(models):
+        for j, test_set in enumerate(test_sets):
+            ax = axes[i][j]
+            cells = int8[(int8.model == model) & (int8.test_set == test_set)].iloc[::-1]
+            y = np.arange(len(cells))
+            delta, low, high = (cells[name].to_numpy() * 100 for name in
+                                ("delta_top1", "delta_top1_ci_low", "delta_top1_ci_high"))
+            differs = cells.distinguishable_from_fp32.to_numpy(dtype=bool)
+            ax.errorbar(delta, y, xerr=[delta - low, high - delta], fmt="none", ecolor="#555", capsize=2, lw=1)
+            ax.scatter(delta[differs], y[differs], color="#c0392b", zorder=3, s=22, label="differs from FP32")
+            ax.scatter(delta[~differs], y[~differs], facecolor="white", edgecolor="#2c3e50", zorder=3, s=22,
+                       label="not distinguishable from FP32")
+            ax.axvline(0, color="#888", lw=0.8)
+            ax.set_yticks(y, [f"{c} / {m}" for c, m in zip(cells.calibration, cells.method, strict=True)],
+                          fontsize=8)
+            ax.set_xlabel("Δ top-1 vs FP32 (pp), 95 % CI" if i == len(models) - 1 else "")
+            ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=2, fontsize=8)
+    _save_figure(fig, path)
+
+
+def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
+    """Agreement with FP32 (Wilson CI) against INT8 speed-up, one point per cell, float layers in the label."""
+    int8 = table[table.precision == "int8"]
+    models = list(dict.fromkeys(int8.model))
+    colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
+    markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
+    fig, axes = plt.subplots(len(models), len(test_sets), squeeze=False, layout="constrained",
+                             figsize=(6.2 * len(test_sets) + 2.2, 4.6 * len(models)))
+    for i, model in enumerate(models):
+        for j, test_set in enumerate(test_sets):
+            ax = axes[i][j]
+            cells = int8[(int8.model == model) & (int8.test_set == test_set)].sort_values("agreement_with_fp32")
+            for rank, cell in enumerate(cells.itertuples()):
+                agreement = cell.agreement_with_fp32 * 100
+                ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
+                                                           [cell.agreement_ci_high * 100 - agreement]],
+                            fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6,
+                            label=f"{cell.calibration} / {cell.method}")
+                label = f"{cell.calibration}/{cell.method}" + (f" · {cell.float_layers} float" if cell.float_layers
+                                                                else "")
+                ax.annotate(label, (cell.speedup, agreement), fontsize=6.5, color=colours[cell.calibration],
+                            xytext=(7, -3 + 6 * (rank % 2 * 2 - 1) * (rank % 3 > 0)), textcoords="offset points")
+            ax.margins(x=0.25, y=0.08)
+            ax.set_xlabel("INT8 speed-up over FP32 (measured images/s)")
+            ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
+            ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
+            ax.grid(alpha=0.3)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside right upper", fontsize=7, title="calibration / method",
+               title_fontsize=7)
+    _save_figure(fig, path)
+
+
+def _throughput(table: pd.DataFrame, test_set: str, path) -> None:
+    rows = table[table.test_set == test_set]
+    fp32 = rows[rows.precision == "fp32"].set_index("model").images_per_second
+    int8 = rows[rows.precision == "int8"].groupby("model").images_per_second.median()
     frame = pd.DataFrame({"FP32": fp32, "INT8 (median over cells)": int8})
-    fig, ax = plt.subplots(figsize=(1.6 * len(frame) + 3, 3.5))
-    frame.plot.bar(ax=ax, rot=0)
+    fig, ax = plt.subplots(figsize=(1.6 * len(frame) + 3, 3.8), layout="constrained")
+    frame.plot.bar(ax=ax, rot=0, legend=False)
     ax.set_ylabel("images/s")
-    ax.set_title("Test-set throughput (same precision hint)")
+    ax.set_title(f"Throughput on {_test_set_title(table, test_set)} (same precision hint)", fontsize=9)
+    fig.legend(loc="outside lower center", ncol=2, fontsize=8)
     _save_figure(fig, path)
 
 
-def _quality_scatter(table: pd.DataFrame, path) -> None:
-    int8 = table[table.precision == "int8"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+def _quality_scatter(table: pd.DataFrame, test_set: str, path) -> None:
+    int8 = table[(table.precision == "int8") & (table.test_set == test_set)]
+    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
     if "quality_frechet_distance" in int8:
         # colour = calibration set, marker = method, so that no two cells look alike
-        colours = dict(zip(sorted(int8.calibration.unique()), plt.cm.tab20.colors * 4, strict=False))
-        markers = dict(zip(sorted(int8.method.unique()), "o^sDvP*X" * 4, strict=False))
-        for (calib, method), group in int8.groupby(["calibration", "method"]):
-            ax.scatter(group.quality_frechet_distance, group.delta_top1 * 100, label=f"{calib} / {method}",
-                       color=colours[calib], marker=markers[method])
-        ax.set_xlabel("Fréchet distance to CIFAR-10 train (penultimate features)")
-        ax.legend(fontsize=7)
+        colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
+        markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
+        for cell in int8.itertuples():
+            delta = cell.delta_top1 * 100
+            ax.errorbar(cell.quality_frechet_distance, delta, yerr=[[delta - cell.delta_top1_ci_low * 100],
+                                                                     [cell.delta_top1_ci_high * 100 - delta]],
+                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2,
+                        label=f"{cell.calibration} / {cell.method}")
+        ax.set_xlabel("Fréchet distance to the training split (penultimate features)")
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
     else:
         ax.text(0.5, 0.5, "no quality statistics", ha="center")
-    ax.set_ylabel("Δ top-1 (pp)")
+    ax.set_ylabel("Δ top-1 (pp), 95 % CI")
+    ax.set_title(_test_set_title(table, test_set), fontsize=9)
     _save_figure(fig, path)
 
 
@@ -136,74 +281,166 @@ def _save_figure(fig, path) -> None:
     plt.close(fig)
 
 
-def _inline_png(path) -> str:
-    return f'<img src="data:image/png;base64,{base64.b64encode(Path(path).read_bytes()).decode()}">'
+# html ----------------------------------------------------------------------------------------------------------------
+
+def _inline_png(path, alt: str) -> str:
+    data = base64.b64encode(Path(path).read_bytes()).decode()
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _table_html(frame: pd.DataFrame, **options) -> str:
+    """A table in a box that scrolls sideways, so wide tables never widen the page."""
+    return f"<div class='wide'>{frame.to_html(**options)}</div>"
 
 
 def _versions() -> dict:
     import nncf
     import openvino
+    import scipy
     import snakemake
     import torch
 
     versions = {"python": platform.python_version(), "openvino": openvino.get_version(), "nncf": nncf.__version__,
                 "torch": torch.__version__, "snakemake": snakemake.__version__, "numpy": np.__version__,
-                "platform": platform.platform()}
+                "scipy": scipy.__version__, "platform": platform.platform()}
     return {name: str(version) for name, version in versions.items()}
 
 
-def _method_tables(table: pd.DataFrame, methods: list[str]) -> str:
-    int8 = table[table.precision == "int8"]
-    fp32 = table[table.precision == "fp32"].set_index("model")
+def _pp_interval(row) -> str:
+    return f"[{row.delta_top1_ci_low * 100:+.1f}, {row.delta_top1_ci_high * 100:+.1f}]"
+
+
+def _method_tables(table: pd.DataFrame, methods: list[str], test_sets: list[str]) -> str:
     parts = []
-    for method in methods:
-        rows = int8[int8.method == method]
-        cell = rows.assign(text=[
-            f"{t * 100:.2f} ({d * 100:+.2f}){' ⚠' if f else ''}" for t, d, f in zip(rows.top1, rows.delta_top1,
-                                                                                      rows.flagged, strict=True)
-        ]).pivot(index="model", columns="calibration", values="text")
-        cell.insert(0, "FP32", [f"{fp32.top1[m] * 100:.2f}" for m in cell.index])
-        cell.index = [f"{m} (untrained)" if bool(fp32.get("untrained", {}).get(m, False)) else m for m in cell.index]
-        parts.append(f"<h3>{html.escape(method)}</h3>" + cell.to_html(escape=True))
+    for test_set in test_sets:
+        rows_of_set = table[table.test_set == test_set]
+        int8 = rows_of_set[rows_of_set.precision == "int8"]
+        fp32 = rows_of_set[rows_of_set.precision == "fp32"].set_index("model")
+        for method in methods:
+            rows = int8[int8.method == method]
+            cell = rows.assign(text=[
+                f"{r.top1 * 100:.2f} ({r.delta_top1 * 100:+.2f} {_pp_interval(r)})"
+                + ("" if r.distinguishable_from_fp32 else " ≈ FP32") + (" ⚠" if r.flagged else "")
+                for r in rows.itertuples()
+            ]).pivot(index="model", columns="calibration", values="text")
+            cell = cell[list(dict.fromkeys(rows.calibration))]
+            cell.insert(0, "FP32", [f"{fp32.top1[m] * 100:.2f} [{fp32.top1_ci_low[m] * 100:.1f}, "
+                                    f"{fp32.top1_ci_high[m] * 100:.1f}]" for m in cell.index])
+            cell.index = [f"{m} (untrained)" if bool(fp32.get("untrained", {}).get(m, False)) else m
+                          for m in cell.index]
+            parts.append(f"<h3>{html.escape(method)} · {html.escape(_test_set_title(table, test_set))}</h3>"
+                         + _table_html(cell, escape=True))
     return "\n".join(parts)
 
 
+def _recommendation_html(recommendation: pd.DataFrame) -> str:
+    if recommendation.empty:
+        return "<p>No INT8 cells.</p>"
+    items = "".join(f"<li>{html.escape(text)}</li>" for text in recommendation.statement)
+    shown = ["test_set", "model", "scope", "method", "calibration", "agreement", "agreement_ci_low",
+             "agreement_ci_high", "speedup", "float_layers", "reference_calibration", "delta_agreement_vs_reference",
+             "delta_agreement_ci_low_vs_reference", "delta_agreement_ci_high_vs_reference",
+             "delta_agreement_mcnemar_p_vs_reference", "distinguishable_from_reference"]
+    return (f"<ul class='statements'>{items}</ul>"
+            + _table_html(recommendation[[c for c in shown if c in recommendation]], index=False,
+                          float_format=lambda v: f"{v:.4g}"))
+
+
 def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
-    flag_drop = float(config.get("report", {}).get("flag_drop", 0.02))
-    table = summary_table(inputs, flag_drop)
-    with atomic_path(outputs.summary) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.6g")
-    _heatmap(table, study["methods"], outputs.heatmap)
-    _throughput(table, outputs.throughput)
-    _quality_scatter(table, outputs.quality)
+    """Write every report output; ``study`` is ``Study.report_study()``."""
+    options = _statistics_options(config)
+    report_config = config.get("report") or {}
+    flag_drop = float(report_config.get("flag_drop", 0.02))
+    methods, test_sets = study["methods"], study["test_sets"]
+    evaluations = Evaluations(study["evaluations"])
+    table = add_quality(summary_table(evaluations, config), inputs.quality)
+    kinds = {name: spec.get("kind") for name, spec in (config.get("calibration") or {}).items()}
+    reference = reference_calibration(study["calibrations"], kinds, report_config.get("reference_calibration"))
+    comparisons = (compare_calibrations(table, evaluations.predictions, reference, **options) if reference
+                   else compare_calibrations(table.iloc[:0], evaluations.predictions, "", **options))
+    recommendation = recommend(table, comparisons, evaluations.predictions, kinds, methods, reference,
+                               min_speedup_share=float(report_config.get("min_speedup_share", 0.8)),
+                               confidence=options["confidence"])
+    for frame, path in ((table, outputs.summary), (comparisons, outputs.comparison),
+                        (recommendation, outputs.recommendation)):
+        with atomic_path(path) as tmp:
+            frame.to_csv(tmp, index=False, float_format="%.6g")
+
+    main_set = test_sets[0]
+    _heatmap(table, methods, test_sets, outputs.heatmap)
+    _delta_intervals(table, test_sets, outputs.intervals)
+    _speed_accuracy(table, test_sets, outputs.speed_accuracy)
+    _throughput(table, main_set, outputs.throughput)
+    _quality_scatter(table, main_set, outputs.quality)
     _previews(list(inputs.previews), outputs.previews)
+
+    level = f"{options['confidence'] * 100:.0f} %"
     untrained = table[table.get("untrained", False) == True].model.unique().tolist()  # noqa: E712
     flagged = table[table.get("flagged", False) == True]  # noqa: E712
+    int8 = table[table.precision == "int8"]
     quality_columns = [c for c in table if c.startswith("quality_")]
+    sets_text = "; ".join(html.escape(_test_set_title(table, name)) for name in test_sets)
+    # (id, heading, html): the page in order. An engine comparison (POT vs NNCF) goes after "tables".
+    sections = [
+        ("recommendation", "Recommendation: calibrating without real images",
+         f"<p>Per model and test set: the best calibration source without real images among cells that keep at "
+         f"least {float(report_config.get('min_speedup_share', 0.8)) * 100:.0f} % of the model's best INT8 "
+         f"speed-up, by agreement with FP32, compared image by image with the same method calibrated on "
+         f"real images ({html.escape(str(reference))}). Also in <code>recommendation.csv</code>.</p>"
+         + _recommendation_html(recommendation)),
+        ("speed", "Speed vs agreement",
+         "<p>Every cell: agreement with FP32 (share of test images with the same top-1 class, Wilson interval) "
+         "against measured INT8 speed-up; labels give calibration set / method and the layers left in float.</p>"
+         + _inline_png(outputs.speed_accuracy, "agreement vs speed-up per cell")),
+        ("delta", f"Δ top-1 with {level} intervals",
+         "<p>INT8 − FP32 top-1 on the same images: paired bootstrap over test images "
+         f"({options['resamples']} resamples, seed {options['seed']}); hollow points are not distinguishable from "
+         "FP32 (the interval spans 0).</p>"
+         + _inline_png(outputs.intervals, "delta top-1 with confidence intervals")
+         + _inline_png(outputs.heatmap, "delta top-1 heatmap")),
+        ("tables", "INT8 top-1 per method",
+         "<p>Top-1 % (Δ pp [CI]); ≈ FP32: not distinguishable from FP32; ⚠: drop over "
+         f"{flag_drop * 100:.1f} pp. FP32 column: top-1 [Wilson CI].</p>"
+         + _method_tables(table, methods, test_sets)),
+        ("versus-real", f"Calibration sets vs {html.escape(str(reference))} (same model, method, test set)",
+         "<p>Δ agreement and Δ top-1 (this set − reference) with bootstrap CIs and McNemar p-values; "
+         "also in <code>calibration_comparison.csv</code>.</p>"
+         + _table_html(comparisons, index=False, float_format=lambda v: f"{v:.4g}")),
+        ("throughput", "Throughput", _inline_png(outputs.throughput, "throughput")),
+        ("calibration-sets", "Calibration sets",
+         _inline_png(outputs.previews, "calibration previews")
+         + "".join(f"<h4>{html.escape(_preview_name(p))}</h4>{_inline_png(p, _preview_name(p))}"
+                   for p in inputs.previews)),
+        ("quality", "Calibration-set quality vs Δ",
+         _inline_png(outputs.quality, "quality vs delta")
+         + _table_html(int8[int8.test_set == main_set][["model", "calibration", "method", "delta_top1",
+                                                          *quality_columns]], index=False)),
+        ("rows", "All rows", _table_html(table, index=False, float_format=lambda v: f"{v:.4g}")),
+        ("config", "Config", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"),
+        ("versions", "Versions", f"<pre>{html.escape(yaml.safe_dump(_versions()))}</pre>"),
+    ]
     body = [
         "<h1>synthcal report</h1>",
-        "<p>INT8 (NNCF) vs FP32 (OpenVINO) CIFAR-10 test top-1, in % (Δ in percentage points). "
-        f"⚠ marks cells whose drop exceeds {flag_drop * 100:.1f} pp.</p>",
+        f"<p>INT8 (NNCF) vs FP32 (OpenVINO) top-1 in %, Δ in percentage points, on {sets_text}. Intervals are "
+        f"{level}; every INT8 figure is paired with FP32 on the same images.</p>",
+        "<nav>" + " · ".join(f"<a href='#{anchor}'>{html.escape(title)}</a>" for anchor, title, _ in sections)
+        + "</nav>",
     ]
     if untrained:
         body.append(f"<p class='warn'>UNTRAINED (random weights, smoke test only): {html.escape(str(untrained))}</p>")
     if len(flagged):
-        body.append(f"<p class='warn'>Flagged cells: {html.escape(', '.join(flagged.model + '/' + flagged.calibration + '/' + flagged.method))}</p>")  # noqa: E501
-    body += ["<h2>INT8 top-1 per method</h2>", _method_tables(table, study["methods"]),
-             "<h2>Δ top-1</h2>", _inline_png(outputs.heatmap),
-             "<h2>Throughput</h2>", _inline_png(outputs.throughput),
-             "<h2>Calibration sets</h2>", _inline_png(outputs.previews)]
-    for preview in inputs.previews:
-        body.append(f"<h4>{html.escape(_preview_name(preview))}</h4>{_inline_png(preview)}")
-    int8 = table[table.precision == "int8"]
-    body += ["<h2>Calibration-set quality vs Δ</h2>", _inline_png(outputs.quality),
-             int8[["model", "calibration", "method", "delta_top1", *quality_columns]].to_html(index=False),
-             "<h2>All rows</h2>", table.to_html(index=False, float_format=lambda v: f"{v:.4g}"),
-             "<h2>Config</h2>", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>",
-             "<h2>Versions</h2>", f"<pre>{html.escape(yaml.safe_dump(_versions()))}</pre>"]
-    page = ("<!doctype html><html><head><meta charset='utf-8'><title>synthcal report</title><style>"
-            "body{font-family:sans-serif;margin:2em;max-width:1400px} table{border-collapse:collapse;font-size:12px}"
-            "td,th{border:1px solid #ccc;padding:3px 6px;text-align:right} img{max-width:100%} .warn{color:#b00}"
+        names = flagged.model + "/" + flagged.calibration + "/" + flagged.method + " (" + flagged.test_set + ")"
+        body.append(f"<p class='warn'>Flagged cells: {html.escape(', '.join(names))}</p>")
+    body += [f"<section id='{anchor}'><h2>{html.escape(title)}</h2>{content}</section>"
+             for anchor, title, content in sections]
+    page = ("<!doctype html><html lang='en'><head><meta charset='utf-8'>"
+            "<meta name='viewport' content='width=device-width, initial-scale=1'><title>synthcal report</title><style>"
+            "*{box-sizing:border-box} body{font-family:sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1400px}"
+            " .wide{overflow-x:auto;max-width:100%;margin:0.5em 0}"
+            " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;"
+            "text-align:right;white-space:nowrap} img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
+            " pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px} .warn{color:#b00}"
+            " nav{font-size:13px;line-height:1.8} .statements li{margin:0.4em 0;line-height:1.4}"
             "</style></head><body>" + "\n".join(body) + "</body></html>")
     with atomic_path(outputs.html) as tmp:
         tmp.write_text(page, encoding="utf-8")

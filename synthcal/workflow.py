@@ -8,7 +8,8 @@ import os
 import sys
 from pathlib import Path
 
-from synthcal.calibration import MODEL_SPECIFIC_KINDS
+from synthcal.calibration import MODEL_SPECIFIC_KINDS, CalibrationError, check_entry
+from synthcal.evaluation_sets import DEFAULT_TEST_SET
 
 RESULTS = "results"
 
@@ -26,7 +27,9 @@ class Study:
         self.models = list(selection.get("models") or config["models"])
         self.calibrations = list(selection.get("calibration") or config.get("calibration", {}))
         self.methods = list(selection.get("methods") or config.get("methods", {}))
+        self.test_sets = [DEFAULT_TEST_SET, *((config.get("evaluation") or {}).get("sets") or {})]
         self.check()
+        self.check_evaluation_sets()
 
     def check(self) -> None:
         """Checks the JSON schema cannot express: selections name defined entries, local paths exist."""
@@ -43,15 +46,23 @@ class Study:
         if data.get("source") == "folder":
             for split in ("train", "test"):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
-        for name in self.models:
-            weights = (self.config["models"][name] or {}).get("weights", {})
-            if weights.get("source") == "path":
-                _must_exist(weights.get("path"), f"models.{name}.weights.path")
+        self._check_models()
         for name in self.calibrations:
             spec = self.config["calibration"][name]
+            try:
+                check_entry(name, spec)
+            except CalibrationError as error:
+                raise ConfigError(str(error)) from None
             for field in ("path", "checkpoint", "repo_path", "model_dir"):
                 if spec.get(field):
                     _must_exist(spec[field], f"calibration.{name}.{field}", archive_ok=True)
+            if spec["kind"] in MODEL_SPECIFIC_KINDS:
+                for model in self.models:
+                    if not self.model_spec(model).has_torch:
+                        raise ConfigError(
+                            f"calibration.{name} (kind {spec['kind']}) inverts a PyTorch network, but models.{model} "
+                            f"is kind {self.model_spec(model).kind}; give that model as kind torch, or leave "
+                            f"{name} out of study.calibration")
         gan_training = self.config.get("gan_training") or {}
         if gan_training:
             from synthcal.gan_train import check_train_settings  # imports torch: only when needed
@@ -61,15 +72,95 @@ class Study:
             except ValueError as error:
                 raise ConfigError(f"gan_training.{name}.train: {error}") from None
 
+    def _check_models(self) -> None:
+        """Every selected model resolves (files, factory, input size) and has one output per dataset class."""
+        from synthcal.data import DataError, dataset_classes
+
+        try:
+            self.classes = dataset_classes(self.config["data"])
+        except DataError as error:
+            raise ConfigError(str(error)) from None
+        for name in self.models:
+            spec = self.model_spec(name)
+            if spec.num_outputs is not None and spec.num_outputs != len(self.classes):
+                raise ConfigError(f"models.{name} has {spec.num_outputs} outputs but the dataset has "
+                                  f"{len(self.classes)} classes ({', '.join(self.classes)}); set data.classes or "
+                                  "use a model trained on these classes")
+
+    def model_spec(self, name: str):
+        """The resolved ``models.<name>`` entry (kind, input spec, output count); checked once per run."""
+        from synthcal.models import ModelConfigError, model_spec
+
+        cache = self.__dict__.setdefault("_model_specs", {})
+        if name not in cache:
+            if name not in self.config["models"]:
+                raise ConfigError(f"model {name!r} is not defined under `models:` (defined: "
+                                  f"{sorted(self.config['models'])})")
+            try:
+                cache[name] = model_spec(name, self.config["models"][name])
+            except ModelConfigError as error:
+                raise ConfigError(str(error)) from None
+        return cache[name]
+
+    def check_evaluation_sets(self) -> None:
+        """``evaluation.sets``: names that cannot clash with the study's test split, sources that exist."""
+        for name, spec in ((self.config.get("evaluation") or {}).get("sets") or {}).items():
+            if name == DEFAULT_TEST_SET:
+                raise ConfigError(f"evaluation.sets.{name}: {DEFAULT_TEST_SET!r} is the study's own test split "
+                                  "(from `data:`); give the extra set another name")
+            if spec.get("source") == "folder":
+                _must_exist(spec.get("path"), f"evaluation.sets.{name}.path", archive_ok=True)
+            if spec.get("source") == "local":
+                _must_exist(spec.get("local_path"), f"evaluation.sets.{name}.local_path")
+
     # paths
+    def model_size(self, model: str) -> str:
+        from synthcal.models.preprocessing import size_name
+
+        return size_name(self.model_spec(model).input.size)
+
     def calibration_set(self, calib: str, model: str) -> str:
+        """Sets are made at the model's input size; model-specific kinds (datafree) once per model."""
+        size = self.model_size(model)
         if self.config["calibration"][calib]["kind"] in MODEL_SPECIFIC_KINDS:
-            return f"{RESULTS}/calib/{calib}/{model}/set.npz"
-        return f"{RESULTS}/calib/{calib}/set.npz"
+            return f"{RESULTS}/calib/{calib}/{size}/{model}/set.npz"
+        return f"{RESULTS}/calib/{calib}/{size}/set.npz"
+
+    def calibration_inputs(self, calib: str) -> list[str]:
+        """What a set is built from besides the training split: a folder's files (rebuilt when they change, appear or
+        go), the tarball it lies in, or a generator's checkpoint files."""
+        spec = self.config["calibration"][calib]
+        if spec["kind"] == "folder":
+            return _folder_files(spec["path"])
+        return self.generator_files(calib)
+
+    def data_config(self) -> dict:
+        """``data:`` with its class list resolved, so every split and set labels classes the same way."""
+        return {**self.config["data"], "classes": self.classes}
+
+    def model_entry(self, model: str) -> dict:
+        """What a model's jobs need to resolve it again: its name and config entry."""
+        return {"name": model, "entry": self.config["models"][model] or {}}
+
+    def network_files(self, model: str) -> list[str]:
+        """The network a model's IR is made from: fetched to results/weights/, or an IR read in place."""
+        spec = self.model_spec(model)
+        if spec.network_suffix is None:
+            return spec.module.local_files(spec)
+        return [f"{RESULTS}/weights/{model}.{spec.network_suffix}"]
+
+    def network_info(self, model: str) -> list[str]:
+        spec = self.model_spec(model)
+        return [] if spec.network_suffix is None else [f"{RESULTS}/weights/{model}.{spec.network_suffix}.json"]
+
+    def model_local_files(self, model: str) -> list[str]:
+        """Local files the fetch job reads (factory .py, checkpoint, ONNX), so changing them re-runs it."""
+        spec = self.model_spec(model)
+        return spec.module.local_files(spec)
 
     def training_split_for(self, calib: str) -> str | list:
         """The training split (one path, so the rule sees a single file) for cifar10 sets; else no input."""
-        return f"{RESULTS}/data/cifar10_train.npz" if self.config["calibration"][calib]["kind"] == "cifar10" else []
+        return f"{RESULTS}/data/train.npz" if self.config["calibration"][calib]["kind"] == "cifar10" else []
 
     def generator_files(self, calib: str) -> list[str]:
         """A gan set's local checkpoint file(s), so that replacing the generator rebuilds the set."""
@@ -82,6 +173,13 @@ class Study:
         from synthcal.distylegan import CONFIG_FILE, WEIGHTS_FILE
 
         return [str(checkpoint / name) for name in (WEIGHTS_FILE, CONFIG_FILE) if (checkpoint / name).is_file()]
+
+    def gan_judge(self, gan: str) -> str:
+        return (self.config["gan_training"][gan] or {}).get("judge", "resnet20")
+
+    def judge_ir(self, gan: str) -> str:
+        """The FP32 IR of the classifier that judges a trained generator (a model under `models:`)."""
+        return f"{RESULTS}/models/{self.gan_judge(gan)}/fp32.xml"
 
     def calibration_preview(self, calib: str, model: str) -> str:
         return self.calibration_set(calib, model).replace("set.npz", "preview.png")
@@ -107,8 +205,70 @@ class Study:
     def previews(self) -> list[str]:
         return sorted({self.calibration_preview(c, m) for m in self.models for c in self.calibrations})
 
+    # evaluations on every test set: the study's split (paths above) and each of `evaluation.sets`
+    def test_set_file(self, test_set: str) -> str:
+        if test_set == DEFAULT_TEST_SET:
+            return f"{RESULTS}/data/test.npz"
+        return f"{RESULTS}/data/eval/{test_set}.npz"
+
+    def evaluation_options(self) -> dict:
+        """The evaluator's settings (precision hint, batch size): adding a test set does not re-run evaluations."""
+        return {k: v for k, v in (self.config.get("evaluation") or {}).items() if k != "sets"}
+
+    def evaluation_set_spec(self, test_set: str) -> dict:
+        return self.config["evaluation"]["sets"][test_set]
+
+    def fp32_eval_dir(self, model: str, test_set: str = DEFAULT_TEST_SET) -> str:
+        base = f"{RESULTS}/eval/{model}/fp32"
+        return base if test_set == DEFAULT_TEST_SET else f"{base}/sets/{test_set}"
+
+    def int8_eval_dir(self, model: str, calib: str, method: str, test_set: str = DEFAULT_TEST_SET) -> str:
+        base = f"{RESULTS}/eval/{model}/{calib}/{method}"
+        return base if test_set == DEFAULT_TEST_SET else f"{base}/sets/{test_set}"
+
+    def evaluations(self) -> list[dict]:
+        """Every evaluation the report reads: FP32 per model and INT8 per cell, on every test set, with its files."""
+        records = []
+        for test_set in self.test_sets:
+            for model in self.models:
+                records.append({"test_set": test_set, "model": model, "precision": "fp32", "calibration": "",
+                                "method": "", "dir": self.fp32_eval_dir(model, test_set)})
+            for model, calib, method in self.cells():
+                records.append({"test_set": test_set, "model": model, "precision": "int8", "calibration": calib,
+                                "method": method, "dir": self.int8_eval_dir(model, calib, method, test_set),
+                                "quantize": f"{RESULTS}/quantized/{model}/{calib}/{method}/quantize.json"})
+        for record in records:
+            record.update(metrics=f"{record['dir']}/metrics.json", predictions=f"{record['dir']}/predictions.npz")
+        return records
+
+    def evaluation_files(self, kind: str) -> list[str]:
+        """``metrics`` or ``predictions`` of every evaluation (all test sets)."""
+        return [record[kind] for record in self.evaluations()]
+
+    def extra_set_metrics(self) -> list[str]:
+        return [r["metrics"] for r in self.evaluations() if r["test_set"] != DEFAULT_TEST_SET]
+
+    def report_study(self) -> dict:
+        """What the report script needs to know about the grid (passed as the rule's params)."""
+        return {"models": self.models, "calibrations": self.calibrations, "methods": self.methods,
+                "test_sets": self.test_sets, "evaluations": self.evaluations()}
+
     def report(self) -> list[str]:
-        return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/index.html"]
+        return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/recommendation.csv",
+                f"{RESULTS}/report/index.html"]
+
+
+def _folder_files(path: str) -> list[str]:
+    """Every image file under a folder (sorted), or the tarball a folder path points into."""
+    from synthcal.data import IMAGE_SUFFIXES
+
+    folder = Path(os.path.expanduser(path))
+    if folder.is_dir():
+        return sorted(str(file) for file in folder.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
+    for parent in folder.parents:
+        if parent.is_file():
+            return [str(parent)]
+    return []
 
 
 def _must_exist(path, key: str, archive_ok: bool = False) -> None:

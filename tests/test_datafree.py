@@ -4,8 +4,11 @@ import torch
 from conftest import TinyClassifier, shared_path
 from torch import nn
 
-from synthcal.datafree import invert_batchnorm
-from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
+from synthcal.calibration.datafree import invert_batchnorm
+from synthcal.models.checkpoint import load_state_dict_file
+from synthcal.models.cifar_zoo import build_model
+from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.zoo import ZOO_INPUT
 
 
 def _fit_running_stats(model: nn.Module) -> None:
@@ -24,7 +27,7 @@ def _fit_running_stats(model: nn.Module) -> None:
 @pytest.fixture
 def tiny_model():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyClassifier((8, 16)))
+    model = RawPixelClassifier(TinyClassifier((8, 16)), ZOO_INPUT)
     _fit_running_stats(model)
     return model
 
@@ -71,7 +74,7 @@ def test_rejects_models_without_batchnorm():
 def test_resnet20_images_are_classified_as_their_assigned_class():
     net = build_model("resnet20")
     net.load_state_dict(load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt")))
-    model = NormalizedClassifier(net).eval()
+    model = RawPixelClassifier(net, ZOO_INPUT).eval()
     result = invert_batchnorm(model, 20, seed=0, iterations=30, batch_size=20, show_progress=False, num_threads=1,
                               model_name="resnet20")
     with torch.no_grad():

@@ -8,7 +8,10 @@ from conftest import shared_path
 
 from synthcal.data import read_image_folder
 from synthcal.evaluate import write_evaluation
-from synthcal.export import ParityError, export_model, load_classifier, torch_logits
+from synthcal.models import model_spec
+from synthcal.models.export import ParityError, export_model
+from synthcal.models.pytorch import torch_logits
+from synthcal.models.zoo import load_zoo_classifier
 
 
 @pytest.fixture(scope="module")
@@ -16,7 +19,7 @@ def exported(tmp_path_factory):
     test = read_image_folder(shared_path("data", "cifar10-lossless", "test"), show_progress=False)
     weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
     out = tmp_path_factory.mktemp("export")
-    info = export_model("resnet20", weights, out / "fp32.xml", out / "fp32.onnx", out / "export.json",
+    info = export_model(model_spec("resnet20", {}), [str(weights)], out / "fp32.xml", out / "export.json",
                         test.images[:64])
     return test, weights, out, info
 
@@ -24,7 +27,8 @@ def exported(tmp_path_factory):
 def test_parity_gate_recorded(exported):
     _, _, out, info = exported
     assert info["parity"]["max_abs_diff"] <= 1e-3 and info["parity"]["top1_match"] == 1.0
-    assert info["opset"] == 11 and (out / "fp32.bin").is_file() and (out / "fp32.onnx").is_file()
+    assert info["opset"] == 11 and (out / "fp32.bin").is_file() and info["kind"] == "zoo"
+    assert info["model_spec"]["input"]["scale"] == 255 and info["parity"]["reference"] == "pytorch"
 
 
 def test_fp32_top1_and_openvino_equals_pytorch(exported):
@@ -36,13 +40,13 @@ def test_fp32_top1_and_openvino_equals_pytorch(exported):
     assert 0.9 < metrics["top5"] <= 1.0 and len(metrics["per_class_top1"]) == 10
     with np.load(out / "predictions.npz") as saved:
         openvino_predictions = saved["predictions"]
-    pytorch_predictions = torch_logits(load_classifier("resnet20", weights), test.images).argmax(1)
+    pytorch_predictions = torch_logits(load_zoo_classifier("resnet20", weights), test.images).argmax(1)
     np.testing.assert_array_equal(openvino_predictions, pytorch_predictions)
 
 
 def test_parity_gate_fails_and_leaves_nothing(exported, tmp_path):
     test, weights, _, _ = exported
     with pytest.raises(ParityError, match="max"):
-        export_model("resnet20", weights, tmp_path / "fp32.xml", tmp_path / "fp32.onnx", tmp_path / "export.json",
+        export_model(model_spec("resnet20", {}), [str(weights)], tmp_path / "fp32.xml", tmp_path / "export.json",
                      test.images[:8], tolerance=1e-12)
     assert list(tmp_path.iterdir()) == []

@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from synthcal.calibration.noise import generate_noise
 from synthcal.io import UNLABELLED
-from synthcal.noise import generate_noise
 
 
 @pytest.mark.parametrize("distribution", ["uniform", "gaussian"])

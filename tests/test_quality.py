@@ -4,16 +4,19 @@ import torch
 from conftest import TinyClassifier, shared_path
 from torch import nn
 
+from synthcal.calibration.noise import generate_noise
 from synthcal.io import ImageSet
-from synthcal.noise import generate_noise
+from synthcal.models.checkpoint import load_state_dict_file
+from synthcal.models.cifar_zoo import build_model
+from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.zoo import ZOO_INPUT
 from synthcal.quality import calibration_quality, class_consistency, frechet_distance, predict_with_features
-from synthcal.zoo import NormalizedClassifier, build_model, load_state_dict_file
 
 
 def resnet20() -> nn.Module:
     net = build_model("resnet20")
     net.load_state_dict(load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt")))
-    return NormalizedClassifier(net).eval()
+    return RawPixelClassifier(net, ZOO_INPUT).eval()
 
 
 def test_frechet_distance_of_a_set_with_itself_is_zero():
@@ -59,7 +62,7 @@ def test_frechet_distance_rejects_bad_shapes():
 
 def test_predict_with_features_matches_forward():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyClassifier((8,))).eval()
+    model = RawPixelClassifier(TinyClassifier((8,)), ZOO_INPUT).eval()
     images = generate_noise(30, seed=0).images
     logits, features = predict_with_features(model, images, batch_size=7)
     assert logits.shape == (30, 10) and features.shape == (30, 8)
@@ -71,7 +74,7 @@ def test_predict_with_features_matches_forward():
 
 def test_calibration_quality_fields_on_tiny_model():
     torch.manual_seed(0)
-    model = NormalizedClassifier(TinyClassifier((8,))).eval()
+    model = RawPixelClassifier(TinyClassifier((8,)), ZOO_INPUT).eval()
     calib = generate_noise(40, seed=1)
     reference = generate_noise(50, seed=2, distribution="gaussian")
     stats = calibration_quality(model, calib, reference)
@@ -86,7 +89,7 @@ def test_calibration_quality_fields_on_tiny_model():
 
 
 def test_class_consistency_needs_labels():
-    model = NormalizedClassifier(TinyClassifier((8,))).eval()
+    model = RawPixelClassifier(TinyClassifier((8,)), ZOO_INPUT).eval()
     with pytest.raises(ValueError, match="label"):
         class_consistency(model, generate_noise(4, seed=0).images, np.full(4, -1))
 

@@ -8,7 +8,7 @@ import torch
 
 from synthcal.data import read_image_folder
 from synthcal.distylegan import WEIGHTS_FILE, load_generator, sample_distylegan
-from synthcal.export import load_classifier
+from synthcal.models.zoo import load_zoo_classifier
 from synthcal.quality import calibration_quality
 from tests.conftest import REPO, shared_path
 
@@ -29,7 +29,7 @@ def test_shipped_generator_class_consistency_matches_its_readme():
     train = shared_path("data", "cifar10-lossless", "train")
     recorded = json.loads((CHECKPOINT / "quality.json").read_text())
     samples = sample_distylegan(CHECKPOINT, recorded["per_class"], recorded["seed"], show_progress=False)
-    stats = calibration_quality(load_classifier("resnet20", weights), samples,
+    stats = calibration_quality(load_zoo_classifier("resnet20", weights), samples,
                                 read_image_folder(train, show_progress=False))
     assert stats["class_consistency"] >= 0.5  # the target; chance is 0.1
     assert abs(stats["class_consistency"] - recorded["class_consistency"]) <= 0.005  # thread-count noise
@@ -46,7 +46,13 @@ def test_workflow_entry_writes_the_same_figures(tmp_path):
     train = read_image_folder(shared_path("data", "cifar10-lossless", "train"), show_progress=False)
     save_image_set(tmp_path / "train.npz", train.images, train.labels, train.provenance)
     recorded = json.loads((CHECKPOINT / "quality.json").read_text())
-    inputs = SimpleNamespace(weights=weights, generator=CHECKPOINT / WEIGHTS_FILE, train=tmp_path / "train.npz")
+    from synthcal.models import model_spec
+    from synthcal.models.export import export_model
+
+    export_model(model_spec("resnet20", {}), [str(weights)], tmp_path / "fp32.xml", tmp_path / "export.json",
+                 train.images[:16])
+    inputs = SimpleNamespace(xml=tmp_path / "fp32.xml", generator=CHECKPOINT / WEIGHTS_FILE,
+                             train=tmp_path / "train.npz")
     stats = generator_quality_from_files("resnet20", inputs, tmp_path / "quality.json",
                                          per_class=recorded["per_class"], seed=recorded["seed"])
     assert json.loads((tmp_path / "quality.json").read_text())["class_consistency"] == stats["class_consistency"]

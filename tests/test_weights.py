@@ -9,8 +9,10 @@ import torch
 from conftest import shared_path
 
 from synthcal.io import file_digest, read_json
-from synthcal.weights import WeightsError, fetch_weights, write_weights
-from synthcal.zoo import build_model
+from synthcal.models import model_spec
+from synthcal.models.cifar_zoo import build_model
+from synthcal.models.export import fetch_network
+from synthcal.models.weights import WeightsError, fetch_weights
 
 KEY = "models.resnet20.weights"
 
@@ -88,7 +90,7 @@ def test_missing_path(tmp_path):
 
 def test_random_source(tmp_path):
     out, info = tmp_path / "w" / "resnet20.pt", tmp_path / "w" / "resnet20.json"
-    write_weights("resnet20", {"source": "random"}, tmp_path / "cache", out, info, seed=7)
+    fetch_network(model_spec("resnet20", {"weights": {"source": "random"}}), tmp_path / "cache", out, info, seed=7)
     provenance = read_json(info)
     assert provenance["untrained"] is True and provenance["source"] == "random" and provenance["seed"] == 7
     state_dict = torch.load(out, map_location="cpu", weights_only=True)

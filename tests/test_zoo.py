@@ -11,7 +11,10 @@ import torch
 from conftest import shared_path, synthetic_state_dict
 from PIL import Image
 
-from synthcal import zoo
+from synthcal.models import cifar_zoo as zoo
+from synthcal.models.checkpoint import load_state_dict_file
+from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.zoo import ZOO_INPUT
 
 torch.set_num_threads(2)
 
@@ -64,7 +67,7 @@ def test_golden_forward_with_synthetic_weights(name):
 def test_real_resnet20_checkpoint_and_normalization():
     with np.load(shared_path("reference", "resnet20_real_golden.npz")) as golden:
         normalized, expected, files = golden["input"], golden["logits"], list(golden["files"])
-    state = zoo.load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt"))
+    state = load_state_dict_file(shared_path("weights", "cifar10_resnet20-4118986f.pt"))
     model = zoo.build_model("resnet20")
     model.load_state_dict(state, strict=True)
     model.eval()
@@ -76,9 +79,9 @@ def test_real_resnet20_checkpoint_and_normalization():
     data_dir = shared_path("data", "cifar10-lossless")
     pixels = np.stack([np.asarray(Image.open(data_dir / name).convert("RGB")) for name in files])
     pixels = torch.from_numpy(pixels.astype(np.float32)).permute(0, 3, 1, 2).contiguous()
-    wrapped = zoo.NormalizedClassifier(model).eval()
+    wrapped = RawPixelClassifier(model, ZOO_INPUT).eval()
     with torch.no_grad():
-        np.testing.assert_allclose(wrapped.normalize(pixels).numpy(), normalized, rtol=0, atol=1e-5)
+        np.testing.assert_allclose(wrapped.preprocess(pixels).numpy(), normalized, rtol=0, atol=1e-5)
         np.testing.assert_allclose(wrapped(pixels).numpy(), expected, rtol=1e-4, atol=1e-4)
         np.testing.assert_allclose(
             wrapped.forward_features(pixels).numpy(), model.forward_features(torch.from_numpy(normalized)).numpy(),
@@ -140,17 +143,17 @@ def test_unknown_model_name():
 def test_truncated_checkpoint_raises_value_error(tmp_path):
     good = tmp_path / "good.pt"
     torch.save(zoo.build_model("resnet20").state_dict(), good)
-    assert list(zoo.load_state_dict_file(good)) == list(_reference_shapes()["resnet20"])
+    assert list(load_state_dict_file(good)) == list(_reference_shapes()["resnet20"])
 
     truncated = tmp_path / "cifar10_resnet20-truncated.pt"
     truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
     with pytest.raises(ValueError, match="cifar10_resnet20-truncated.pt"):
-        zoo.load_state_dict_file(truncated)
+        load_state_dict_file(truncated)
 
     not_a_state_dict = tmp_path / "list.pt"
     torch.save([1, 2, 3], not_a_state_dict)
     with pytest.raises(ValueError, match="list.pt"):
-        zoo.load_state_dict_file(not_a_state_dict)
+        load_state_dict_file(not_a_state_dict)
 
 
 def test_zoo_info_has_release_facts():
@@ -165,5 +168,5 @@ def test_zoo_info_has_release_facts():
 def test_normalization_constants():
     assert zoo.CIFAR10_MEAN == (0.4914, 0.4822, 0.4465)
     assert zoo.CIFAR10_STD == (0.2023, 0.1994, 0.2010)
-    wrapped = zoo.NormalizedClassifier(zoo.build_model("resnet20"))
+    wrapped = RawPixelClassifier(zoo.build_model("resnet20"), ZOO_INPUT)
     assert {"mean", "std"} <= {name for name, _ in wrapped.named_buffers()}

@@ -1,7 +1,8 @@
 from synthcal.calibration import calibration_set_from_files
+from synthcal.models.preprocessing import parse_size_name
 from synthcal.workflow import job
 
 with job(snakemake):
     calibration_set_from_files(snakemake.wildcards.calib, snakemake.params.spec, snakemake.input, snakemake.output,
-                               model_name=getattr(snakemake.wildcards, "model", None),
-                               deploy_repvgg=getattr(snakemake.params, "deploy_repvgg", False))
+                               size=parse_size_name(snakemake.wildcards.size), classes=snakemake.params.classes,
+                               model=getattr(snakemake.params, "model", None))

@@ -1,5 +1,6 @@
-from synthcal.export import export_from_files
+from synthcal.models.export import export_from_files
 from synthcal.workflow import job
 
 with job(snakemake):
-    export_from_files(snakemake.wildcards.model, snakemake.input, snakemake.output, snakemake.params.export)
+    export_from_files(snakemake.params.model["name"], snakemake.params.model["entry"], snakemake.input,
+                      snakemake.output, snakemake.params.export)

@@ -1,6 +1,6 @@
-from synthcal.weights import write_weights
+from synthcal.models.export import fetch_from_files
 from synthcal.workflow import job
 
 with job(snakemake):
-    write_weights(snakemake.wildcards.model, snakemake.params.spec, snakemake.params.cache_dir,
-                  snakemake.output.weights, snakemake.output.info, seed=snakemake.params.seed)
+    fetch_from_files(snakemake.params.model["name"], snakemake.params.model["entry"], snakemake.params.cache_dir,
+                     snakemake.output, seed=snakemake.params.seed)

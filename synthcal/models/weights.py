@@ -1,4 +1,4 @@
-"""Classifier weights: the release URL (cached, hash-checked), a local file, or random (smoke tests only)."""
+"""Zoo weights: the release URL (cached, hash-checked), a local file, or random (smoke tests only)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import torch
 
-from synthcal.io import atomic_path, file_digest, write_json
-from synthcal.zoo import build_model, load_state_dict_file, zoo_info
+from synthcal.io import atomic_path, file_digest
+from synthcal.models.checkpoint import CheckpointError, load_state_dict_file
+from synthcal.models.cifar_zoo import build_model, zoo_info
 
 
 class WeightsError(RuntimeError):
@@ -33,7 +34,7 @@ def check_sha256(path: Path, expected: str | None, what: str) -> str:
 
 
 def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out_path: str | os.PathLike,
-                  seed: int = 0) -> dict:
+                  seed: int = 0, architecture: str | None = None) -> dict:
     """Resolve ``models.<name>.weights`` to a verified state_dict file at ``out_path``; returns provenance.
 
     ``spec``: ``{"source": "url"}`` (release URL, or ``url``), ``{"source": "path", "path": ...}`` or
@@ -41,18 +42,20 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
     """
     source = spec.get("source", "url")
     key = f"models.{model_name}.weights"
+    architecture = architecture or model_name
     out_path = Path(out_path)
-    provenance: dict = {"model": model_name, "source": source, "untrained": source == "random"}
+    provenance: dict = {"model": model_name, "architecture": architecture, "source": source,
+                        "untrained": source == "random"}
     if source == "random":
         torch.manual_seed(seed)
-        model = build_model(model_name)
+        model = build_model(architecture)
         with atomic_path(out_path) as tmp:
             torch.save(model.state_dict(), tmp)
         provenance["seed"] = seed
         return provenance
     if source == "url":
-        url = spec.get("url") or zoo_info(model_name)["url"]
-        expected = expected_sha256(model_name, spec)
+        url = spec.get("url") or zoo_info(architecture)["url"]
+        expected = expected_sha256(architecture, spec)
         cached = Path(cache_dir).expanduser() / "checkpoints" / url.rsplit("/", 1)[-1]
         if not cached.is_file():
             cached.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +75,7 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
         local = Path(spec.get("path") or "").expanduser()
         if not spec.get("path") or not local.is_file():
             raise WeightsError(f"{key}.path {spec.get('path')!r} is not a file")
-        expected = expected_sha256(model_name, spec) if spec.get("verify", True) else None
+        expected = expected_sha256(architecture, spec) if spec.get("verify", True) else None
         provenance["path"] = str(local)
     else:
         raise WeightsError(f"{key}.source {source!r} is not one of url, path, random")
@@ -84,14 +87,12 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
         raise
     provenance["sha256_expected"] = expected
     try:
-        state_dict = load_state_dict_file(local)
-        build_model(model_name).load_state_dict(state_dict, strict=True)
-    except (ValueError, RuntimeError) as error:
-        raise WeightsError(f"{key}: {local} does not fit {model_name}: {error}") from error
+        state_dict = load_state_dict_file(local, key=key)
+        build_model(architecture).load_state_dict(state_dict, strict=True)
+    except (CheckpointError, RuntimeError) as error:
+        raise WeightsError(f"{key}: {local} does not fit {architecture}: {error}") from error
     with atomic_path(out_path) as tmp:
         shutil.copyfile(local, tmp)
     return provenance
 
 
-def write_weights(model_name: str, spec: dict, cache_dir, out_path, info_path, seed: int = 0) -> None:
-    write_json(info_path, fetch_weights(model_name, spec, cache_dir, out_path, seed))

@@ -4,7 +4,7 @@ Every model's ``state_dict`` has the keys (in order) and shapes of the published
 checkpoints, so they load with ``load_state_dict(strict=True)``. Every model has
 ``forward_features(x)`` (the input of the final Linear layer, shape (N, D)) and
 ``forward(x)`` (that Linear applied to it). Inputs are normalised float32 NCHW
-RGB; :class:`NormalizedClassifier` takes raw pixel values in [0, 255] instead.
+RGB (``ZOO_INPUT`` in ``synthcal.models.zoo`` bakes that normalisation into the IR).
 The architectures follow ``shared/reference/ARCHITECTURES.md``.
 """
 
@@ -13,8 +13,6 @@ from __future__ import annotations
 import copy
 import functools
 import json
-import os
-from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -428,41 +426,6 @@ def build_model(name: str) -> nn.Module:
     if name in _SHUFFLENET_CHANNELS:
         return CifarShuffleNetV2(_SHUFFLENET_CHANNELS[name])
     return CifarRepVGG(_REPVGG_WIDTHS[name])
-
-
-class NormalizedClassifier(nn.Module):
-    """Wrap a zoo model so that it takes float32 NCHW RGB raw pixel values in [0, 255]."""
-
-    def __init__(self, model: nn.Module, mean=CIFAR10_MEAN, std=CIFAR10_STD):
-        super().__init__()
-        self.model = model
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).reshape(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).reshape(1, 3, 1, 1))
-
-    def normalize(self, pixels: torch.Tensor) -> torch.Tensor:
-        return (pixels / 255.0 - self.mean) / self.std
-
-    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model(self.normalize(pixels))
-
-    def forward_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        return self.model.forward_features(self.normalize(pixels))
-
-
-def load_state_dict_file(path: str | os.PathLike) -> dict:
-    """Load a checkpoint state_dict on the CPU (weights only); ValueError naming ``path`` if it is not one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        state_dict = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated zip, pickle errors, disallowed globals, ...
-        raise ValueError(f"{path} is not a loadable state_dict ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(state_dict, Mapping) or not all(
-        isinstance(key, str) and isinstance(value, torch.Tensor) for key, value in state_dict.items()
-    ):
-        raise ValueError(f"{path} does not hold a state_dict (a mapping of names to tensors)")
-    return dict(state_dict)
 
 
 @functools.cache

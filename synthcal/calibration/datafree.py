@@ -6,9 +6,9 @@ layer's stored ``running_mean``/``running_var``. Optional DeepInversion-style ex
 a cross-entropy term towards assigned (class-balanced) labels, total-variation and L2
 image priors, and random jitter/flip augmentation each step.
 
-The model is the ``NormalizedClassifier``-wrapped classifier: its input is float32
+The model is the ``RawPixelClassifier``-wrapped classifier: its input is float32
 NCHW raw pixels in [0, 255]. The optimisation variable ``z`` lives in the network's
-*normalised* space, ``pixels = 255 * (mean + std * z)`` with the CIFAR-10 constants,
+*normalised* space, ``pixels = 255 * (mean + std * z)`` with the model's own constants,
 so a standard-normal start resembles data after normalisation and one learning rate
 suits every channel. After each step ``z`` is clamped to the range that maps to
 [0, 255]; the output is the rounded pixels as uint8.
@@ -26,7 +26,7 @@ from torch import nn
 from tqdm import tqdm
 
 from synthcal.io import UNLABELLED, ImageSet
-from synthcal.zoo import CIFAR10_MEAN, CIFAR10_STD
+from synthcal.models.cifar_zoo import CIFAR10_MEAN, CIFAR10_STD
 
 DEFAULTS = {
     # resnet20, 1,000 images = 5 batches x 120 steps: ~0.55 s/step on 2 idle cores (~5.5 min), 13 min on 1 thread
@@ -125,10 +125,14 @@ def invert_batchnorm(
     show_progress: bool = True,
     num_threads: int | None = None,
     model_name: str | None = None,
+    image_size: tuple[int, int] = (32, 32),
+    pixel_mean=CIFAR10_MEAN,
+    pixel_std=CIFAR10_STD,
 ) -> ImageSet:
     """Synthesise ``count`` calibration images from the model's BatchNorm statistics.
 
-    ``model`` takes raw pixels in [0, 255] (``NormalizedClassifier``). With ``class_targets``
+    ``model`` takes raw pixels in [0, 255] (``RawPixelClassifier``) of ``image_size``; images are
+    ``255 * (pixel_mean + pixel_std * z)`` with ``z`` optimised. With ``class_targets``
     image ``i`` is assigned class ``i % num_classes`` (balanced, every batch mixed) and a
     cross-entropy term (``ce_weight``) pulls it towards that class; otherwise labels are -1.
     Adam with a cosine-decayed learning rate, ``iterations`` steps per batch. Deterministic
@@ -147,8 +151,8 @@ def invert_batchnorm(
     was_training = model.training
     model.eval()
     stat_loss = _BatchNormStatLoss(model)
-    mean = torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
+    mean = torch.as_tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.as_tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
     z_low, z_high = (0.0 - mean) / std, (1.0 - mean) / std
     generator = torch.Generator().manual_seed(int(seed))
     sizes = _batch_sizes(count, batch_size)
@@ -161,7 +165,7 @@ def invert_batchnorm(
         with _torch_threads(num_threads):
             start = 0
             for size in sizes:
-                z = torch.randn((size, 3, 32, 32), generator=generator).clamp_(z_low, z_high).requires_grad_(True)
+                z = torch.randn((size, 3, *image_size), generator=generator).clamp_(z_low, z_high).requires_grad_(True)
                 with torch.no_grad():  # starting point, measured like the output below
                     num_classes = int(model((255.0 * (mean + std * z)).round()).shape[1])
                     initial_losses.append(stat_loss.pop().item())
@@ -216,7 +220,10 @@ def invert_batchnorm(
         "jitter": int(jitter),
         "flip": bool(flip),
         "optimizer": "adam(betas=0.5,0.9)+cosine",
-        "parameterisation": "normalised cifar10 space, clamped to [0,255] pixels",
+        "parameterisation": "255 * (pixel_mean + pixel_std * z), clamped to [0,255] pixels",
+        "pixel_mean": mean.flatten().tolist(),
+        "pixel_std": std.flatten().tolist(),
+        "image_size": list(image_size),
         "bn_layers": len(stat_loss.layers),
         # mean over batches; "final" is measured on the uint8 output without augmentation
         "bn_loss_initial": float(np.mean(initial_losses)),
@@ -225,3 +232,23 @@ def invert_batchnorm(
         "num_threads": num_threads,
     }
     return ImageSet(np.concatenate(images), np.concatenate(labels).astype(np.int64), provenance)
+
+
+KEYS = frozenset({"count", "per_class", "seed", "iterations", "lr", "batch_size", "class_targets", "tv_weight",
+                  "l2_weight", "ce_weight", "jitter", "flip", "num_threads"})
+MODEL_SPECIFIC = True
+
+
+def build(name: str, spec: dict, context) -> ImageSet:
+    from synthcal.calibration import CalibrationError
+
+    model = context.classifier
+    if model is None:
+        raise CalibrationError(f"calibration.{name}: the datafree kind needs the FP32 classifier it inverts")
+    options = {k: v for k, v in spec.items() if k not in ("kind", "seed", "per_class", "count")}
+    num_classes = len(context.classes) if context.classes else 10
+    count = int(spec.get("count") or num_classes * int(spec.get("per_class", 100)))
+    pixel_mean, pixel_std = model.pixel_space() if hasattr(model, "pixel_space") else (CIFAR10_MEAN, CIFAR10_STD)
+    return invert_batchnorm(model, count, int(spec.get("seed", 0)), model_name=context.model_name,
+                            show_progress=context.show_progress, image_size=tuple(context.size),
+                            pixel_mean=pixel_mean, pixel_std=pixel_std, **options)

@@ -1,0 +1,99 @@
+"""Model kinds: every ``models.<name>`` entry ends as the same FP32 OpenVINO IR (raw RGB pixels in).
+
+One module per kind (``zoo``, ``pytorch``, ``onnx_model``, ``openvino_ir``), each with the same functions:
+
+- ``CONFIG_KEYS``; ``NETWORK_SUFFIX`` (``pt``/``onnx``: fetched to ``results/weights/<name>.<suffix>``;
+  ``None``: read in place); ``HAS_TORCH`` (a PyTorch network exists: data-free inversion works);
+- ``resolve(name, entry) -> ModelSpec`` — parse-time checks (input size, output count, files);
+- ``local_files(spec)`` — local files a job depends on; ``fetch(spec, cache_dir, out_path, seed)``;
+- ``to_openvino(spec, network_files, workdir, options)`` — the bare network as an ``ov.Model``;
+- ``reference_logits(spec, network_files, images, options)`` — a second implementation for the parity gate
+  (``None`` where there is none); ``torch_network(spec, network_file)`` where ``HAS_TORCH``.
+
+Adding a kind = adding one module and listing it in ``KINDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+
+from synthcal.models.preprocessing import InputSpec
+
+KIND_MODULES = {"zoo": "synthcal.models.zoo", "torch": "synthcal.models.pytorch",
+                "onnx": "synthcal.models.onnx_model", "openvino": "synthcal.models.openvino_ir"}
+KINDS = tuple(KIND_MODULES)
+
+
+class ModelConfigError(ValueError):
+    """A ``models.<name>`` entry that cannot work; the message names the key."""
+
+
+@dataclass
+class ModelSpec:
+    """A resolved ``models.<name>`` entry."""
+
+    name: str
+    kind: str
+    entry: dict
+    input: InputSpec
+    num_outputs: int | None = None  # None: known only once a downloaded file is there
+    details: dict = field(default_factory=dict)
+
+    @property
+    def key(self) -> str:
+        return f"models.{self.name}"
+
+    @property
+    def module(self):
+        return kind_module(self.kind)
+
+    @property
+    def has_torch(self) -> bool:
+        return bool(self.module.HAS_TORCH)
+
+    @property
+    def network_suffix(self) -> str | None:
+        return self.module.NETWORK_SUFFIX
+
+    def record(self) -> dict:
+        """Provenance: kind, what the entry said and the preprocessing the IR bakes in."""
+        return {"name": self.name, "kind": self.kind, "config": self.entry, "input": self.input.record(),
+                "num_outputs": self.num_outputs, **self.details}
+
+
+def kind_module(kind: str):
+    if kind not in KIND_MODULES:
+        raise ModelConfigError(f"model kind {kind!r} is not one of {KINDS}")
+    return importlib.import_module(KIND_MODULES[kind])
+
+
+def model_spec(name: str, entry: dict | None) -> ModelSpec:
+    """Resolve ``models.<name>``: the kind defaults to ``zoo`` when ``name`` is a zoo architecture."""
+    from synthcal.models.cifar_zoo import MODEL_NAMES
+
+    entry = dict(entry or {})
+    kind = entry.get("kind") or ("zoo" if name in MODEL_NAMES or entry.get("architecture") else None)
+    if kind is None:
+        raise ModelConfigError(f"models.{name}.kind is not set and {name!r} is not a zoo architecture; set kind to "
+                               f"one of {KINDS} (zoo names: {', '.join(MODEL_NAMES)})")
+    module = kind_module(kind)
+    unknown = sorted(set(entry) - set(module.CONFIG_KEYS) - {"kind"})
+    if unknown:
+        raise ModelConfigError(f"models.{name}: key(s) {unknown} do not apply to kind {kind} "
+                               f"(allowed: {sorted(module.CONFIG_KEYS)})")
+    try:
+        return module.resolve(name, entry)
+    except ModelConfigError:
+        raise
+    except (ValueError, OSError, ImportError, AttributeError, TypeError, RuntimeError) as error:
+        raise ModelConfigError(f"models.{name}: {error}") from error
+
+
+def torch_classifier(spec: ModelSpec, network_file):
+    """The PyTorch network behind the IR's raw-pixel input (``RawPixelClassifier``), in eval mode."""
+    from synthcal.models.preprocessing import RawPixelClassifier
+
+    if not spec.has_torch:
+        raise ModelConfigError(f"{spec.key}: kind {spec.kind} has no PyTorch network")
+    return RawPixelClassifier(spec.module.torch_network(spec, network_file), spec.input).eval()

@@ -1,0 +1,64 @@
+"""SLURM facts for profiles/slurm and the run guard: partition and account to submit to, jobs still alive.
+
+The profile evaluates ``partition()`` and ``account()`` as default resources, so the same profile works on a
+cluster with an accounting database and on one without, and the user steers it with the environment variables
+sbatch itself reads (``SBATCH_PARTITION``, ``SBATCH_ACCOUNT``).
+"""
+
+from __future__ import annotations
+
+import functools
+import getpass
+import os
+import shutil
+import subprocess
+
+# squeue states of jobs that are over; anything else (PENDING, RUNNING, COMPLETING, SUSPENDED, ...) may still write.
+FINISHED_STATES = frozenset({"BOOT_FAIL", "CANCELLED", "COMPLETED", "DEADLINE", "FAILED", "NODE_FAIL",
+                             "OUT_OF_MEMORY", "PREEMPTED", "REVOKED", "SPECIAL_EXIT", "TIMEOUT"})
+
+
+class SlurmQueryError(RuntimeError):
+    """squeue could not be asked."""
+
+
+def partition() -> str:
+    """``$SBATCH_PARTITION``, or "" (the executor plugin then takes the cluster's default partition)."""
+    return os.environ.get("SBATCH_PARTITION", "").strip()
+
+
+@functools.cache
+def account() -> str:
+    """``$SBATCH_ACCOUNT``, else the user's default account in the accounting database, else "".
+
+    Naming the account spares the executor plugin its account guess, which in plugin 2.8.0 always fails with a
+    misleading ``sacct: invalid option -- '1'`` warning. Without an accounting database there is no account to
+    name; the plugin then warns once per run that it proceeds without one.
+    """
+    chosen = os.environ.get("SBATCH_ACCOUNT", "").strip()
+    if chosen or shutil.which("sacctmgr") is None:
+        return chosen
+    try:
+        listed = subprocess.run(["sacctmgr", "--noheader", "--parsable2", "show", "user", getpass.getuser(),
+                                 "format=DefaultAccount"], capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    lines = [line.strip() for line in listed.stdout.splitlines() if line.strip()]
+    return lines[0] if listed.returncode == 0 and len(lines) == 1 else ""
+
+
+def live_jobs(job_ids) -> list[str]:
+    """Those of ``job_ids`` that squeue still lists as queued or running ([] where squeue is not installed)."""
+    wanted = {str(job_id) for job_id in job_ids if job_id}
+    if not wanted or shutil.which("squeue") is None:
+        return []
+    try:
+        listed = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T"],
+                                capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired) as error:
+        raise SlurmQueryError(f"squeue failed: {error}") from None
+    if listed.returncode != 0:
+        raise SlurmQueryError(f"squeue failed: {listed.stderr.strip() or listed.returncode}")
+    states = dict(line.split("|", 1) for line in listed.stdout.split() if "|" in line)
+    return sorted((job_id for job_id in wanted if states.get(job_id, "COMPLETED") not in FINISHED_STATES),
+                  key=lambda job_id: [int(part) for part in job_id.split("_") if part.isdigit()])

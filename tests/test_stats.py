@@ -1,0 +1,98 @@
+"""Paired statistics: known answers, the McNemar/bootstrap verdicts agree, intervals are sane and seeded."""
+
+from __future__ import annotations
+
+from math import comb, sqrt
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+from synthcal.stats import mcnemar_exact, paired_difference, versus_reference, wilson_rate
+
+
+def _pair(n: int, a_only: int, b_only: int, both: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image outcomes of two models with exactly these discordant and concordant counts, shuffled."""
+    a = np.zeros(n, bool)
+    b = np.zeros(n, bool)
+    a[:a_only] = True
+    b[a_only:a_only + b_only] = True
+    a[a_only + b_only:a_only + b_only + both] = b[a_only + b_only:a_only + b_only + both] = True
+    order = np.random.default_rng(seed).permutation(n)
+    return a[order], b[order]
+
+
+def test_mcnemar_exact_is_the_two_sided_binomial_on_discordant_pairs():
+    # 2 vs 10 discordant images: p = 2 · P(X ≤ 2), X ~ Bin(12, 1/2) = 2 · 79 / 4096
+    assert mcnemar_exact(2, 10) == pytest.approx(2 * (comb(12, 0) + comb(12, 1) + comb(12, 2)) / 2**12)
+    assert mcnemar_exact(10, 2) == mcnemar_exact(2, 10)
+    assert mcnemar_exact(7, 7) == 1.0
+    assert mcnemar_exact(0, 0) == 1.0
+
+
+def test_wilson_interval_matches_the_formula():
+    successes, n, z = 970, 1000, scipy_stats.norm.ppf(0.975)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    rate = wilson_rate(successes, n)
+    assert rate.ci_low == pytest.approx(centre - half, abs=1e-9)
+    assert rate.ci_high == pytest.approx(centre + half, abs=1e-9)
+    for k in (0, 1, 500, 999, 1000):  # contains its estimate, never zero width, stays in [0, 1]
+        edge = wilson_rate(k, 1000)
+        assert 0 <= edge.ci_low <= edge.estimate <= edge.ci_high <= 1 and edge.ci_high > edge.ci_low
+    with pytest.raises(ValueError):
+        wilson_rate(3, 0)
+
+
+# (a_only, b_only) on 1,000 images with a known answer: clearly different, or clearly the same
+KNOWN = [((60, 10), True), ((10, 60), True), ((35, 5), True), ((20, 20), False), ((12, 9), False), ((3, 4), False),
+         ((25, 15), False)]
+
+
+@pytest.mark.parametrize(("counts", "differs"), KNOWN)
+def test_mcnemar_and_bootstrap_agree_on_which_pairs_differ(counts, differs):
+    a_only, b_only = counts
+    a, b = _pair(1000, a_only, b_only, both=850)
+    result = paired_difference(a, b, seed=0)
+    assert result.estimate == pytest.approx((a_only - b_only) / 1000)
+    assert (result.a_only, result.b_only, result.n) == (a_only, b_only, 1000)
+    assert result.ci_low <= result.estimate <= result.ci_high and result.ci_high > result.ci_low
+    assert result.distinguishable is differs  # the bootstrap interval excludes 0 …
+    assert (result.mcnemar_p < 0.05) is differs  # … exactly when McNemar rejects "no difference"
+
+
+def test_bootstrap_interval_is_seeded_and_has_the_expected_width():
+    a, b = _pair(1000, 30, 10, both=900)
+    first, again, other = (paired_difference(a, b, seed=s) for s in (0, 0, 1))
+    assert (first.ci_low, first.ci_high) == (again.ci_low, again.ci_high)
+    assert (first.ci_low, first.ci_high) != (other.ci_low, other.ci_high)
+    # normal approximation of the paired difference: sd = sqrt((b + c)/n - Δ²) / sqrt(n)
+    sd = sqrt(40 / 1000 - 0.02**2) / sqrt(1000)
+    assert first.ci_high - first.ci_low == pytest.approx(2 * 1.96 * sd, rel=0.15)
+
+
+def test_no_discordant_images_gives_a_zero_difference_and_p_one():
+    a, b = _pair(200, 0, 0, both=150)
+    result = paired_difference(a, b)
+    assert (result.estimate, result.ci_low, result.ci_high, result.mcnemar_p) == (0.0, 0.0, 0.0, 1.0)
+    assert not result.distinguishable
+
+
+def test_versus_reference_counts_flips_against_fp32():
+    rng = np.random.default_rng(3)
+    labels = rng.integers(0, 10, 2000)
+    fp32 = labels.copy()
+    fp32[:200] = (labels[:200] + 1) % 10  # FP32 wrong on 200 images
+    int8 = fp32.copy()
+    int8[:30] = labels[:30]  # INT8 fixes 30 of them
+    int8[500:580] = (labels[500:580] + 2) % 10  # and breaks 80 others
+    row = versus_reference(int8, fp32, labels, seed=0)
+    assert (row["int8_only_correct"], row["fp32_only_correct"]) == (30, 80)
+    assert row["delta_top1"] == pytest.approx(-50 / 2000)
+    assert row["agreement_with_fp32"] == pytest.approx(1 - 110 / 2000)
+    assert row["delta_top1_ci_low"] < row["delta_top1"] < row["delta_top1_ci_high"] < 0
+    assert row["distinguishable_from_fp32"] and row["mcnemar_p"] < 1e-4
+    assert row["agreement_ci_low"] < row["agreement_with_fp32"] < row["agreement_ci_high"]
+    with pytest.raises(ValueError, match="same images"):
+        versus_reference(int8[:-1], fp32, labels)
