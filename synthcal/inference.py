@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import openvino as ov
@@ -28,8 +29,10 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
 
 
 def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
-                 show_progress: bool = False, desc: str = "infer") -> np.ndarray:
+                 show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None) -> np.ndarray:
     """Logits for uint8 NHWC images, in batches through one infer request.
+
+    ``batch_seconds``: a list to append each batch's inference time to (throughput measurements).
 
     Synchronous on purpose: an AsyncInferQueue with a Python callback can deadlock when its compiled model
     is destroyed (the stream threads wait for the GIL the destructor holds); a batch already keeps every
@@ -40,7 +43,10 @@ def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int
     with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
         for start in range(0, len(images), batch_size):
             batch = to_model_input(images[start:start + batch_size])
+            started = time.perf_counter()
             logits.append(request.infer({0: batch})[compiled.output(0)].copy())
+            if batch_seconds is not None:
+                batch_seconds.append(time.perf_counter() - started)
             bar.update(len(batch))
     return np.concatenate(logits).astype(np.float32) if logits else np.zeros((0, 10), np.float32)
 

@@ -47,6 +47,13 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def paths_of(value) -> list[str]:
+    """A rule's named input as a list of paths, whether Snakemake passed one path or a list."""
+    if value is None:
+        return []
+    return [str(value)] if isinstance(value, str | os.PathLike) else [str(item) for item in value]
+
+
 def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     digest = hashlib.new(algorithm)
     with open(path, "rb") as handle:

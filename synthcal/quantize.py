@@ -128,7 +128,8 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
     elif validation == "agreement":
         targets = infer_logits(compile_model(model, precision_hint), images).argmax(1)
     else:
-        raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement, auto")
+        raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement, "
+                                "auto")
     items = list(zip(_batches(images, 1), targets, strict=True))
     eval_batch = 100
 

@@ -21,6 +21,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import yaml  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from synthcal.io import atomic_path, read_json  # noqa: E402
@@ -208,8 +209,7 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
                 agreement = cell.agreement_with_fp32 * 100
                 ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
                                                            [cell.agreement_ci_high * 100 - agreement]],
-                            fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6,
-                            label=f"{cell.calibration} / {cell.method}")
+                            fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6)
                 label = f"{cell.calibration}/{cell.method}" + (f" · {cell.float_layers} float" if cell.float_layers
                                                                 else "")
                 ax.annotate(label, (cell.speedup, agreement), fontsize=6.5, color=colours[cell.calibration],
@@ -219,8 +219,9 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
             ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
             ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
             ax.grid(alpha=0.3)
-    handles, labels = axes[0][0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="outside right upper", fontsize=7, title="calibration / method",
+    handles = [Line2D([], [], ls="", marker=markers[method], color=colours[calib], label=f"{calib} / {method}")
+               for calib, method in dict.fromkeys(zip(int8.calibration, int8.method, strict=True))]
+    fig.legend(handles=handles, loc="outside right upper", fontsize=7, title="calibration / method",
                title_fontsize=7)
     _save_figure(fig, path)
 

@@ -62,7 +62,8 @@ def run_module(module: str, *args: str, timeout: float | None = None) -> subproc
     command = [str(side_python()), "-m", module, *args]
     run = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=side_env_variables())
     if run.returncode != 0:
-        raise SideEnvError(f"{' '.join(command)} failed ({run.returncode}):\n{run.stdout[-3000:]}\n{run.stderr[-6000:]}")
+        raise SideEnvError(f"{' '.join(command)} failed ({run.returncode}):\n"
+                           f"{run.stdout[-3000:]}\n{run.stderr[-6000:]}")
     return run
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -67,3 +69,11 @@ class TinyClassifier(torch.nn.Module):
 
     def forward(self, x):
         return self.fc(self.forward_features(x))
+
+
+def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), timeout: int = 1500,
+                  cores: int = 2) -> subprocess.CompletedProcess:
+    """The real ``snakemake`` on the project's Snakefile in ``workdir``, with config.yaml then ``configs``."""
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
+               "--cores", str(cores), *args, "--configfile", str(REPO / "config.yaml"), *map(str, configs)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from synthcal.io import ImageSet, save_image_set
+from synthcal.io import ImageSet, paths_of, save_image_set
 from synthcal.plots import save_preview
 
 KIND_MODULES = {kind: f"synthcal.calibration.{kind}" for kind in
@@ -99,7 +99,6 @@ def calibration_set_from_files(name: str, spec: dict, inputs, outputs, size, cla
         from synthcal.models import model_spec, torch_classifier
 
         spec_of_model = model_spec(model["name"], model["entry"])
-        network = inputs.network if isinstance(inputs.network, str) else inputs.network[0]
-        context.classifier = torch_classifier(spec_of_model, network)
+        context.classifier = torch_classifier(spec_of_model, paths_of(inputs.network)[0])
         context.model_name = spec_of_model.name
     return write_calibration_set(name, spec, outputs.images, outputs.preview, context)

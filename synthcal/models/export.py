@@ -97,13 +97,14 @@ def fetch_from_files(name: str, entry: dict, cache_dir, outputs, seed: int = 0) 
 
 def export_from_files(name: str, entry: dict, inputs, outputs, options: dict) -> dict:
     """Workflow entry: network file(s) + test split in, IR + export.json out."""
-    from synthcal.io import load_image_set, read_json
+    from synthcal.io import load_image_set, paths_of, read_json
 
     spec = model_spec(name, entry)
     test = load_image_set(inputs.test)
-    network_info = read_json(inputs.network_info) if "network_info" in inputs.keys() else None
+    info_files = paths_of(inputs.network_info) if "network_info" in inputs.keys() else []
+    network_info = read_json(info_files[0]) if info_files else None
     return export_model(
-        spec, [inputs.network] if isinstance(inputs.network, str) else list(inputs.network), outputs.xml, outputs.info,
+        spec, paths_of(inputs.network), outputs.xml, outputs.info,
         parity_images=test.images[: int(options.get("parity_images", 64))], opset=int(options.get("opset", 11)),
         deploy_repvgg=bool(options.get("deploy_repvgg", True)),
         tolerance=float(options.get("parity_tolerance", 1e-3)), network_info=network_info,

@@ -91,6 +91,7 @@ def reference_logits(spec: ModelSpec, network_files: list[str], images: np.ndarr
     from synthcal.inference import to_model_input
     from synthcal.models.preprocessing import RawPixelClassifier
 
+    images = images[:REFERENCE_IMAGES]
     evaluator = ReferenceEvaluator(str(network_files[0]))
     input_name = evaluator.input_names[0]
     preprocess = RawPixelClassifier(torch.nn.Identity(), spec.input).preprocess

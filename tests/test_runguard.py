@@ -1,0 +1,99 @@
+"""The run guard (synthcal/runguard.py): why it is needed, and that it holds with real Snakemake runs."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+from conftest import REPO, shared_path
+
+from synthcal.runguard import RunGuardError, claim_workdir, refuse_live_jobs
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from synthcal.runguard import claim_workdir
+    claim_workdir(sys.argv[1])
+    print("held", flush=True)
+    time.sleep(600)
+""")
+
+
+def _hold(snakemake_dir: Path) -> subprocess.Popen:
+    """Another process that holds the run lock, as a running Snakemake does from its onstart."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(snakemake_dir)], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_claim_is_exclusive_names_the_holder_and_dies_with_it(tmp_path):
+    holder = _hold(tmp_path / ".snakemake")
+    try:
+        with pytest.raises(RunGuardError, match=f"another Snakemake run .*pid {holder.pid} "):
+            claim_workdir(tmp_path / ".snakemake")
+    finally:
+        holder.send_signal(signal.SIGKILL)  # a hard kill leaves nothing to unlock
+        holder.wait()
+    child = subprocess.run([sys.executable, "-c", "import sys; from synthcal.runguard import claim_workdir; "
+                            "claim_workdir(sys.argv[1])", str(tmp_path / ".snakemake")], capture_output=True, text=True)
+    assert child.returncode == 0, child.stderr
+
+
+def test_jobs_unknown_to_squeue_are_not_alive():
+    refuse_live_jobs(set())  # nothing recorded: nothing to check
+    if not _squeue_answers():
+        pytest.skip("squeue is not installed or no SLURM controller answers (bring one up: .ci/slurm-single-node.sh)")
+    refuse_live_jobs({"999999999"})  # long gone (or never was): not alive
+
+
+def _squeue_answers() -> bool:
+    try:
+        return subprocess.run(["squeue", "--noheader"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
+def _snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "1",
+               *args, "--configfile", str(REPO / "config.yaml"), str(config)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_guard_refuses_a_second_run_and_snakemake_drops_other_runs_locks(tmp_path):
+    train = shared_path("data", "cifar10-lossless", "train")
+    config = tmp_path / "guard.yaml"
+    config.write_text(yaml.safe_dump({"study": {"models": ["resnet20"], "calibration": ["noise"], "methods": ["default"]},
+                                      "gan_training": {"guarded": {"data_folder": str(train)}}}))
+    target = "results/gan/guarded/real.npz"
+
+    holder = _hold(tmp_path / ".snakemake")  # a run in progress
+    try:
+        refused = _snakemake(tmp_path, config, target)
+        output = refused.stdout + refused.stderr
+        assert refused.returncode != 0
+        assert f"another Snakemake run is executing jobs in {tmp_path}" in output and f"pid {holder.pid}" in output
+        assert not (tmp_path / target).exists()
+        dry = _snakemake(tmp_path, config, "-n", target)  # dry runs execute nothing and are not refused
+        assert dry.returncode == 0, dry.stderr[-2000:]
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    done = _snakemake(tmp_path, config, target)  # the hard-killed holder left nothing to unlock
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    assert (tmp_path / target).exists()
+    assert f"pid {os.getpid()}" not in (tmp_path / ".snakemake" / "synthcal-run.lock").read_text()
+
+    # Why Snakemake's own lock is not enough: any run that exits (here one with nothing to do) deletes the lock
+    # another run in progress holds, as a running Snakemake writes it, on files this run never touches.
+    locks = tmp_path / ".snakemake" / "locks"
+    locks.mkdir(exist_ok=True)
+    (locks / "0.output.lock").write_text(str(tmp_path / "results" / "another_runs_output.npz") + "\n")
+    nothing = _snakemake(tmp_path, config, target)
+    assert nothing.returncode == 0 and "Nothing to be done" in nothing.stdout + nothing.stderr
+    assert not (locks / "0.output.lock").exists(), "Snakemake now keeps other runs' locks: revisit runguard and README"

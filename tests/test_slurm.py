@@ -1,0 +1,311 @@
+"""The README's SLURM command on a real SLURM cluster (.ci/slurm-single-node.sh brings one up on Debian).
+
+One small slice of the DAG goes through a hard kill (its orphaned SLURM job blocks the rerun until cancelled as the
+README says), a run refused by the run guard, a SIGTERM mid-run, a rerun that completes and a run with nothing to
+do. Every job that finished must have been a SLURM job of that run, as slurmctld's completion log records it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import REPO, shared_path
+
+REQUIRE = os.environ.get("SYNTHCAL_REQUIRE_SLURM") == "1"  # .ci/run: a missing cluster fails instead of skipping
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
+FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
+LIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "STOPPED"}
+
+
+def _unavailable(reason: str):
+    if REQUIRE:
+        pytest.fail(f"SYNTHCAL_REQUIRE_SLURM=1 but {reason}")
+    pytest.skip(reason)
+
+
+def readme_command() -> list[str]:
+    """The submit command of the README's SLURM section, as a user types it."""
+    section = README.split("## Running on a cluster (SLURM)", 1)[1].split("\n## ", 1)[0]
+    lines = [line.split("#", 1)[0].strip() for line in section.splitlines()]
+    commands = [line for line in lines if line.startswith("snakemake --profile profiles/slurm")]
+    assert commands, "the README's SLURM section shows no 'snakemake --profile profiles/slurm' command"
+    return shlex.split(commands[0])
+
+
+README = (REPO / "README.md").read_text()
+
+
+def _plugin_installed() -> bool:
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def test_slurm_profile_settings_reach_snakemake():
+    """Snakemake also loads profiles/default (and it wins on shared keys): every slurm setting must survive."""
+    if not _plugin_installed():
+        _unavailable("the SLURM executor plugin is not installed: pip install -r requirements-slurm.txt")
+    from snakemake.cli import parse_args
+
+    here = os.getcwd()
+    os.chdir(REPO)
+    try:
+        _, merged = parse_args(readme_command()[1:])
+        _, alone = parse_args([*readme_command()[1:], "--workflow-profile", "none"])
+    finally:
+        os.chdir(here)
+    profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
+    for key in profile:
+        name = key.replace("-", "_")
+        assert repr(getattr(merged, name)) == repr(getattr(alone, name)), f"profiles/default overrides {key}"
+    assert merged.latency_wait == 60 and merged.executor == "slurm" and merged.slurm_status_command == "squeue"
+    assert merged.slurm_init_seconds_before_status_checks <= 5
+    assert "slurm_partition" in merged.default_resources and "slurm_account" in merged.default_resources
+
+
+def test_partition_and_account_follow_sbatch_environment(monkeypatch):
+    from synthcal import slurm
+
+    monkeypatch.setenv("SBATCH_PARTITION", "gpu")
+    monkeypatch.setenv("SBATCH_ACCOUNT", "proj42")
+    slurm.account.cache_clear()
+    assert (slurm.partition(), slurm.account()) == ("gpu", "proj42")
+    monkeypatch.delenv("SBATCH_PARTITION")
+    monkeypatch.delenv("SBATCH_ACCOUNT")
+    slurm.account.cache_clear()
+    assert slurm.partition() == ""  # the plugin then takes the cluster's default partition
+    assert isinstance(slurm.account(), str)
+    slurm.account.cache_clear()
+
+
+# ------------------------------------------------------------------------------------------------ real cluster
+def _cluster() -> dict:
+    """slurmctld's settings, or skip (fail under SYNTHCAL_REQUIRE_SLURM=1) with the reason there is no cluster."""
+    if not _plugin_installed():
+        _unavailable("the SLURM executor plugin is not installed: pip install -r requirements-slurm.txt")
+    if shutil.which("sinfo") is None:
+        _unavailable("no SLURM here (sinfo not found); as root: .ci/slurm-single-node.sh install && "
+                     ".ci/slurm-single-node.sh up")
+    shown = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True)
+    nodes = subprocess.run(["sinfo", "-h", "-N", "-o", "%T"], capture_output=True, text=True)
+    if shown.returncode != 0 or not re.search(r"^(idle|mixed|allocated)", nodes.stdout, re.M):
+        _unavailable(f"no SLURM controller or node answers ({(shown.stderr or nodes.stdout).strip()}); as root: "
+                     ".ci/slurm-single-node.sh up")
+    config = dict(re.findall(r"^(\w+)\s+= (.*)$", shown.stdout, re.M))
+    if config.get("JobCompType") != "jobcomp/filetxt" or not os.access(config.get("JobCompLoc", ""), os.R_OK):
+        _unavailable("the SLURM test reads finished jobs from JobCompType=jobcomp/filetxt (no sacct needed); "
+                     "this cluster has " + config.get("JobCompType", "none") + " (.ci/slurm-single-node.sh sets it)")
+    return config
+
+
+def _completed_jobs(jobcomp: Path) -> dict[str, dict]:
+    """slurmctld's completion records: job id → fields (JobState, Name, ExitCode, ...)."""
+    records = {}
+    for line in jobcomp.read_text().splitlines():
+        fields = dict(re.findall(r"(\w+)=(\S*)", line))
+        records[fields["JobId"]] = fields
+    return records
+
+
+def _live(run_id: str) -> list[str]:
+    listed = subprocess.run(["squeue", "--noheader", "--states=all", "--name", run_id, "--format=%i|%T"],
+                            capture_output=True, text=True, check=True)
+    return [line.split("|")[0] for line in listed.stdout.split() if line.split("|")[1] in LIVE]
+
+
+class Run:
+    """The README command in the background, its output in a file."""
+
+    def __init__(self, workdir: Path, extra: list[str], name: str):
+        self.log = workdir / f"{name}.log"
+        command = [sys.executable, "-m", *readme_command(), "-d", str(workdir), *extra]
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+
+    @property
+    def text(self) -> str:
+        return self.log.read_text()
+
+    @property
+    def run_id(self) -> str:
+        return re.search(r"SLURM run ID: (\S+)", self.text).group(1)
+
+    def submitted(self) -> dict[str, str]:
+        """Snakemake job id → SLURM job id."""
+        return dict(SUBMITTED.findall(self.text))
+
+    def finished(self) -> list[tuple[str, str]]:
+        return FINISHED.findall(self.text)
+
+    def wait_until_mid_run(self, timeout: float = 900) -> None:
+        """Until one job has finished and another is submitted and not yet finished."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"the run ended before mid-run:\n{self.text[-4000:]}"
+            finished = {job for job, _ in self.finished()}
+            if finished and set(self.submitted()) - finished:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"no mid-run point within {timeout}s:\n{self.text[-4000:]}")
+
+    def wait(self, timeout: float = 1500) -> int:
+        return self.process.wait(timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def slurm_runs(tmp_path_factory):
+    cluster = _cluster()
+    lossless = shared_path("data", "cifar10-lossless")
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    workdir = tmp_path_factory.mktemp("slurm")
+    config = {
+        "study": {"models": ["resnet20"], "calibration": ["cifar10", "noise"], "methods": ["default"]},
+        "data": {"source": "folder", "folders": {"train": str(lossless / "train"), "test": str(lossless / "test")},
+                 "limit": {"test": 300}},
+        "models": {"resnet20": {"weights": {"source": "path", "path": str(weights)}}},
+        "calibration": {"cifar10": {"kind": "cifar10", "per_class": 10, "seed": 0},
+                        "noise": {"kind": "noise", "count": 100, "seed": 0}},
+        "gan_training": {"outside": {"data_folder": str(lossless / "train")}},
+    }
+    config_path = workdir / "slurm_config.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    configs = ["--configfile", str(REPO / "config.yaml"), str(config_path)]
+    runs: dict = {"workdir": workdir, "jobcomp": Path(cluster["JobCompLoc"])}
+    started: list[Run] = []
+
+    def start(name: str, *targets: str) -> Run:
+        run = Run(workdir, [*targets, *configs], name)
+        started.append(run)
+        return run
+
+    try:
+        # 1. A run, hard-killed mid-run: its SLURM job goes on. Meanwhile two other runs are refused.
+        killed = runs["killed"] = start("killed")
+        killed.wait_until_mid_run()
+        outside = runs["outside"] = start("outside", "results/gan/outside/real.npz")  # shares no file with it
+        runs["outside_rc"] = outside.wait(600)
+        runs["locks_after_outside"] = sorted(os.listdir(workdir / ".snakemake" / "locks")) \
+            if (workdir / ".snakemake" / "locks").exists() else []
+        same = runs["same"] = start("same")  # the killed run's targets, while it still runs
+        runs["same_rc"] = same.wait(600)
+        orphans = sorted(set(killed.submitted().values()) & set(_live(killed.run_id)))
+        assert orphans, "no SLURM job was running at the hard kill"
+        subprocess.run(["scontrol", "suspend", *orphans], check=True)  # keep them alive however fast they are
+        killed.process.send_signal(signal.SIGKILL)
+        killed.wait(60)
+        runs["orphans"] = orphans
+        runs["unlock"] = subprocess.run([sys.executable, "-m", *readme_command(), "-d", str(workdir), "--unlock",
+                                         *configs], cwd=REPO, capture_output=True, text=True)
+        blocked = runs["blocked"] = start("blocked")
+        runs["blocked_rc"] = blocked.wait(600)
+        subprocess.run(["scancel", "--name", killed.run_id], check=True)  # the README's orphan cleanup
+        deadline = time.monotonic() + 60
+        while _live(killed.run_id) and time.monotonic() < deadline:
+            time.sleep(0.5)
+
+        # 2. A run stopped with SIGTERM mid-run, then a rerun that completes, then one with nothing to do.
+        terminated = runs["terminated"] = start("terminated")
+        terminated.wait_until_mid_run()
+        runs["active_at_sigterm"] = sorted(set(terminated.submitted()) - {job for job, _ in terminated.finished()})
+        terminated.process.send_signal(signal.SIGTERM)
+        runs["terminated_rc"] = terminated.wait(300)
+        runs["alive_after_sigterm"] = _live(terminated.run_id)
+        rerun = runs["rerun"] = start("rerun")
+        runs["rerun_rc"] = rerun.wait()
+        last = max(rerun.submitted().values(), key=int)
+        runs["batch_script"] = subprocess.run(["scontrol", "write", "batch_script", last, "-"],
+                                              capture_output=True, text=True).stdout
+        again = runs["again"] = start("again")
+        runs["again_rc"] = again.wait(600)
+        yield runs
+    finally:
+        for run in started:
+            if run.process.poll() is None:
+                run.process.send_signal(signal.SIGKILL)
+                run.process.wait()
+            if "SLURM run ID" in run.text:
+                subprocess.run(["scancel", "--name", run.run_id], check=False)
+
+
+def _assert_slurm_jobs(run: Run, jobcomp: Path, states=("COMPLETED",)) -> Counter:
+    """Every job the run saw finish was submitted by it to SLURM, and slurmctld recorded it as its job."""
+    submitted, records = run.submitted(), _completed_jobs(jobcomp)
+    done = Counter()
+    for job, rule in run.finished():
+        assert job in submitted, f"{rule} (job {job}) finished without a SLURM submission:\n{run.text[-3000:]}"
+        record = records.get(submitted[job])
+        assert record is not None, f"SLURM has no completion record of job {submitted[job]} ({rule})"
+        assert record["Name"] == run.run_id and record["JobState"] in states and record["ExitCode"] == "0:0", record
+        done[rule] += 1
+    return done
+
+
+def test_every_job_ran_as_a_slurm_job_of_its_run(slurm_runs):
+    dag = Counter()
+    for rule, count in re.findall(r"^(\w+)\s+(\d+)$", slurm_runs["killed"].text.split("Job stats:", 1)[1], re.M):
+        if rule not in ("total", "all"):  # `all` only collects: a local job, never submitted
+            dag[rule] = int(count)
+    done = Counter()
+    for name in ("killed", "terminated", "rerun"):
+        done += _assert_slurm_jobs(slurm_runs[name], slurm_runs["jobcomp"])
+    assert done == dag, f"finished SLURM jobs per rule {dict(done)} != the DAG's jobs {dict(dag)}"
+    assert "--latency-wait 60" in slurm_runs["batch_script"], "the slurm profile's latency-wait did not reach jobs"
+
+
+def test_report_is_produced(slurm_runs):
+    assert slurm_runs["rerun_rc"] == 0, slurm_runs["rerun"].text[-5000:]
+    report = slurm_runs["workdir"] / "results" / "report"
+    summary = pd.read_csv(report / "summary.csv")
+    assert len(summary) == 3  # fp32 + 2 calibration sets × 1 method
+    assert (report / "index.html").stat().st_size > 10_000
+
+
+def test_second_run_does_nothing(slurm_runs):
+    again = slurm_runs["again"]
+    assert slurm_runs["again_rc"] == 0, again.text[-3000:]
+    assert "Nothing to be done" in again.text and not again.submitted()
+
+
+def test_sigterm_cancels_the_runs_jobs_and_a_rerun_completes(slurm_runs):
+    assert slurm_runs["active_at_sigterm"], "SIGTERM was meant to arrive while a SLURM job was active"
+    assert slurm_runs["terminated_rc"] != 0
+    assert slurm_runs["alive_after_sigterm"] == [], "SLURM jobs outlived the SIGTERMed run"
+    records = _completed_jobs(slurm_runs["jobcomp"])
+    terminated = slurm_runs["terminated"]
+    states = {records[terminated.submitted()[job]]["JobState"] for job in slurm_runs["active_at_sigterm"]}
+    assert "CANCELLED" in states, states
+    assert slurm_runs["rerun_rc"] == 0
+
+
+def test_guard_refuses_runs_while_one_executes(slurm_runs):
+    outside, same = slurm_runs["outside"], slurm_runs["same"]
+    for run, rc in ((outside, slurm_runs["outside_rc"]), (same, slurm_runs["same_rc"])):
+        assert rc != 0 and "another Snakemake run is executing jobs" in run.text, run.text[-3000:]
+        assert not run.submitted()
+    assert not (slurm_runs["workdir"] / "results/gan/outside/real.npz").exists()
+    # the refused run's exit deleted the running run's Snakemake lock (9.27.1): the guard is what stopped `same`
+    assert slurm_runs["locks_after_outside"] == []
+
+
+def test_hard_kill_orphans_block_the_rerun_until_cancelled(slurm_runs):
+    blocked = slurm_runs["blocked"]
+    assert slurm_runs["unlock"].returncode == 0, slurm_runs["unlock"].stderr[-2000:]
+    assert slurm_runs["blocked_rc"] != 0 and not blocked.submitted(), blocked.text[-3000:]
+    orphans = " ".join(slurm_runs["orphans"])
+    assert f"SLURM jobs {orphans} of an earlier, killed run are still queued or running" in blocked.text
+    assert f"scancel {orphans}" in blocked.text
+    records = _completed_jobs(slurm_runs["jobcomp"])
+    assert {records[job]["JobState"] for job in slurm_runs["orphans"]} == {"CANCELLED"}
