@@ -125,12 +125,14 @@ else:
     _WithoutColouriser = _LayoutProbe = None
 
 
-def generate_datumaro_fractals(count: int, size: int = 32, model_dir=None) -> ImageSet:
-    """``count`` images from Datumaro's generator, (count, size, size, 3) uint8 RGB in Datumaro's index order."""
+def generate_datumaro_fractals(count: int, size: int | tuple[int, int] = 32, model_dir=None) -> ImageSet:
+    """``count`` images from Datumaro's generator, (count, height, width, 3) uint8 RGB in Datumaro's index order;
+    ``size`` is the side or (height, width)."""
     import datumaro
     from PIL import Image
 
     _require_datumaro()
+    height, width = (size, size) if isinstance(size, int | np.integer) else size
     if model_dir:
         missing = missing_colouriser_files(model_dir)
         if missing:
@@ -143,7 +145,7 @@ def generate_datumaro_fractals(count: int, size: int = 32, model_dir=None) -> Im
         colouriser = "skipped: no model_dir (Datumaro would download 129 MB); grey IFS image stretched to 0..255"
         print(f"datumaro backend: colouriser {colouriser}", file=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="datumaro-fractals-") as output_dir:
-        chosen(output_dir=output_dir, count=int(count), shape=(int(size), int(size)), **kwargs).generate_dataset()
+        chosen(output_dir=output_dir, count=int(count), shape=(int(height), int(width)), **kwargs).generate_dataset()
         files = sorted(Path(output_dir).glob("*.png"))
         if len(files) != count:
             raise DatumaroError(f"Datumaro wrote {len(files)} images, expected {count}")
@@ -155,7 +157,7 @@ def generate_datumaro_fractals(count: int, size: int = 32, model_dir=None) -> Im
         "datumaro_version": datumaro.__version__,
         "numpy_version": np.__version__,
         "count": int(count),
-        "size": int(size),
+        "size": [int(height), int(width)],
         "seed": 0,
         "seeding": "Datumaro's own: category c uses random.Random(c), image i random.Random(i)",
         "colouriser": colouriser,
@@ -164,14 +166,13 @@ def generate_datumaro_fractals(count: int, size: int = 32, model_dir=None) -> Im
     return ImageSet(images=images, labels=np.full(count, UNLABELLED, dtype=np.int64), provenance=provenance)
 
 
-def write_datumaro_set(name: str, spec: dict, set_path, preview_path) -> ImageSet:
-    """The workflow's calibration set for a ``backend: datumaro`` fractal entry, with its preview."""
+def write_datumaro_set(name: str, spec: dict, size: tuple[int, int], set_path, preview_path) -> ImageSet:
+    """The workflow's calibration set for a ``backend: datumaro`` fractal entry at ``size``, with its preview."""
     from synthcal.io import save_image_set
     from synthcal.plots import save_preview
 
     check_datumaro_spec(name, spec)
-    image_set = generate_datumaro_fractals(int(spec.get("count", 5000)), int(spec.get("size", 32)),
-                                           spec.get("model_dir"))
+    image_set = generate_datumaro_fractals(int(spec.get("count", 5000)), tuple(size), spec.get("model_dir"))
     image_set.provenance = {"name": name, "kind": "fractal", "config": spec, **image_set.provenance}
     save_image_set(set_path, image_set.images, image_set.labels, image_set.provenance)
     save_preview(image_set.images, image_set.labels, preview_path)
@@ -187,42 +188,90 @@ def time_generation(count: int, size: int = 32, model_dir=None) -> dict:
             "datumaro_version": image_set.provenance["datumaro_version"]}
 
 
-def ifs_reference(out_path, num_systems: int = 4, points: int = 100_000, counts=(1, 7, 25, 26, 60, 100)) -> None:
-    """Datumaro's IFS pieces for comparison with synthcal.fractal: its 25 weight vectors, its image layout for
-    several ``counts`` (from its own ``generate_dataset``), its accepted systems for categories 0..num_systems-1
-    (``Random(c)``, its acceptance loop), their fill ratios at 512x512 and raw chaos-game points."""
+def ifs_reference(out_path, systems_path=None, points: int = 100_000, counts=(1, 7, 25, 26, 60, 100)) -> None:
+    """Datumaro's IFS pieces for comparison with synthcal.fractal, written to ``out_path`` (npz):
+
+    ``weights`` (its 25 weight vectors); ``layout_<count>`` (category and weight vector per image, recorded from its
+    own ``generate_dataset``); ``system_datumaro`` (category 0 as its acceptance loop draws it from ``Random(0)``);
+    and for that system and each system in ``systems_path`` (npz with ``params`` (S, 7, 6), ``probs`` (S, 7)):
+    ``fill_*`` (share of a 512x512 canvas its 100k-point acceptance test covers) and ``points_*`` (its chaos game).
+    """
     from datumaro.plugins.synthetic_data.utils import IFSFunction, suppress_computation_warnings
 
     _require_datumaro()
     arrays: dict[str, np.ndarray] = {"weights": _FractalImageGenerator._create_weights(IFSFunction.NUM_PARAMS)}
+    arrays["colouriser_files"] = np.array([_FractalImageGenerator._MODEL_PROTO_FILENAME,
+                                           _FractalImageGenerator._MODEL_WEIGHTS_FILENAME,
+                                           _FractalImageGenerator._HULL_PTS_FILE_NAME])
     for count in counts:
         arrays[f"layout_{count}"] = _datumaro_layout(count)
     with tempfile.TemporaryDirectory() as scratch, suppress_computation_warnings():
         generator = _FractalImageGenerator(output_dir=scratch, count=25, shape=(32, 32), model_path=scratch)
-        for system in range(num_systems):
-            params = generator._generate_category(Random(system))  # (maps, 7): a..f and the map probability
-            fill_image = generator._generate_image(Random(10_000 + system), params, IFS_ITERATIONS_SYSTEM, 512, 512)
-            ifs = IFSFunction(Random(20_000 + system), prev_x=0.0, prev_y=0.0)
-            for row in params:
+        systems = {"datumaro": np.asarray(generator._generate_category(Random(0)), dtype=np.float64)}
+        if systems_path:
+            with np.load(systems_path) as ours:
+                for index, (params, probs) in enumerate(zip(ours["params"], ours["probs"], strict=True)):
+                    used = probs > 0
+                    systems[f"ours{index}"] = np.column_stack([params[used], probs[used]])
+        for key, system in systems.items():
+            fill_image = generator._generate_image(Random(1), system, IFS_ITERATIONS_SYSTEM, 512, 512)
+            ifs = IFSFunction(Random(2), prev_x=0.0, prev_y=0.0)
+            for row in system:
                 ifs.add_param(row[:IFSFunction.NUM_PARAMS], row[IFSFunction.NUM_PARAMS])
             ifs.calculate(points)
-            arrays[f"system_{system}"] = np.asarray(params, dtype=np.float64)
-            arrays[f"fill_{system}"] = np.array(np.count_nonzero(fill_image) / fill_image.size)
-            arrays[f"points_{system}"] = np.stack([np.asarray(ifs.xs), np.asarray(ifs.ys)]).astype(np.float64)
+            arrays[f"system_{key}"] = system
+            arrays[f"fill_{key}"] = np.array(np.count_nonzero(fill_image) / fill_image.size)
+            arrays[f"points_{key}"] = np.stack([np.asarray(ifs.xs), np.asarray(ifs.ys)]).astype(np.float64)
     np.savez(out_path, **arrays)
+
+
+class _InProcessPool:
+    """Stands in for the spawn pool of Datumaro's generate_dataset when only its bookkeeping is recorded."""
+
+    def __init__(self, processes=None):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+    def map(self, function, items):
+        return [function(item) for item in items]
+
+    def starmap(self, function, items):
+        return [function(*item) for item in items]
+
+    def close(self):
+        pass
+
+    def join(self):
+        pass
+
+
+class _InProcessContext:
+    Pool = _InProcessPool
 
 
 def _datumaro_layout(count: int) -> np.ndarray:
     """(count, 1 + 6): the category index and weight vector Datumaro's generate_dataset gives each image."""
-    with tempfile.TemporaryDirectory() as scratch:
-        probe = _LayoutProbe(output_dir=scratch, count=count, shape=(32, 32), model_path=scratch)
-        probe.generate_dataset()
-        tokens = {Random(category).random(): category for category in range(probe._categories)}
-        rows = np.zeros((count, 7))
-        for batch in sorted(Path(scratch).glob("*.npz")):
-            with np.load(batch) as data:
-                rows[data["indices"], 0] = [tokens[token] for token in data["tokens"]]
-                rows[data["indices"], 1:] = data["weights"]
+    from datumaro.plugins.synthetic_data import image_generator
+
+    saved = image_generator.get_context
+    image_generator.get_context = lambda method: _InProcessContext()
+    try:
+        with tempfile.TemporaryDirectory() as scratch:
+            probe = _LayoutProbe(output_dir=scratch, count=count, shape=(32, 32), model_path=scratch)
+            probe.generate_dataset()
+            tokens = {Random(category).random(): category for category in range(probe._categories)}
+            rows = np.zeros((count, 7))
+            for batch in sorted(Path(scratch).glob("*.npz")):
+                with np.load(batch) as data:
+                    rows[data["indices"], 0] = [tokens[token] for token in data["tokens"]]
+                    rows[data["indices"], 1:] = data["weights"]
+    finally:
+        image_generator.get_context = saved
     return rows
 
 
@@ -232,6 +281,7 @@ def main(argv: list[str] | None = None) -> None:
     write = commands.add_parser("write", help="a calibration set (set.npz + preview.png)")
     write.add_argument("--name", required=True)
     write.add_argument("--spec", required=True, help="the calibration entry as JSON")
+    write.add_argument("--size", required=True, help="HEIGHTxWIDTH, e.g. 32x32")
     write.add_argument("--set", required=True)
     write.add_argument("--preview", required=True)
     bench = commands.add_parser("bench", help="time the generator; prints one JSON line")
@@ -240,11 +290,12 @@ def main(argv: list[str] | None = None) -> None:
     bench.add_argument("--model-dir", default=None)
     reference = commands.add_parser("reference", help="Datumaro's IFS pieces for the comparison test")
     reference.add_argument("--out", required=True)
-    reference.add_argument("--systems", type=int, default=4)
+    reference.add_argument("--systems", default=None, help="npz with our systems' params (S, 7, 6) and probs (S, 7)")
     reference.add_argument("--points", type=int, default=100_000)
     args = parser.parse_args(argv)
     if args.command == "write":
-        image_set = write_datumaro_set(args.name, json.loads(args.spec), args.set, args.preview)
+        size = tuple(int(side) for side in args.size.split("x"))
+        image_set = write_datumaro_set(args.name, json.loads(args.spec), size, args.set, args.preview)
         print(json.dumps({"count": len(image_set), "colouriser": image_set.provenance["colouriser"]}))
     elif args.command == "bench":
         print(json.dumps(time_generation(args.count, args.size, args.model_dir)))

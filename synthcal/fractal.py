@@ -416,23 +416,6 @@ def _finish(layers: np.ndarray, draws: list[dict], size: int) -> np.ndarray:
     return np.clip(np.rint(rgb * 255), 0, 255).astype(np.uint8)
 
 
-def _generate_with_datumaro(count: int, size: int, model_dir) -> np.ndarray:
-    try:
-        from datumaro.plugins.synthetic_data import FractalImageGenerator
-    except ImportError as error:
-        raise ImportError("backend='datumaro' needs datumaro<=1.11.1 (pip install 'datumaro<=1.11.1'); "
-                          "or use backend='numpy'") from error
-    import tempfile
-
-    from PIL import Image
-
-    with tempfile.TemporaryDirectory() as output_dir:
-        kwargs = {"model_path": str(model_dir)} if model_dir is not None else {}
-        FractalImageGenerator(output_dir=output_dir, count=count, shape=(size, size), **kwargs).generate_dataset()
-        files = sorted(Path(output_dir).glob("*.png"))
-        return np.stack([np.asarray(Image.open(path).convert("RGB")) for path in files]).astype(np.uint8)
-
-
 def generate_fractals(count: int, seed: int, size: int = 32, colorization: str = "palette", model_dir=None,
                       backend: str = "numpy", show_progress: bool = True) -> ImageSet:
     """Generate ``count`` FractalDB-style RGB images (count, size, size, 3) uint8; see the module docstring."""
@@ -456,10 +439,10 @@ def generate_fractals(count: int, seed: int, size: int = 32, colorization: str =
         "colorization": colorization,
         "numpy_version": np.__version__,
     }
-    if backend == "datumaro":
-        images = _generate_with_datumaro(count, size, model_dir)
-        provenance["colorization_note"] = "Datumaro's learned Caffe colouriser (model files from model_dir)"
-        return ImageSet(images=images, labels=np.full(count, UNLABELLED, dtype=np.int64), provenance=provenance)
+    if backend == "datumaro":  # Datumaro lives in the side environment (make pot-env); see synthcal.datumaro_fractal
+        from synthcal.datumaro_fractal import generate_datumaro_fractals
+
+        return generate_datumaro_fractals(count, size, model_dir)
 
     net = _load_learned_colouriser(model_dir) if colorization == "learned" else None
     system_index, weight_index, num_systems = image_layout(count)

@@ -25,6 +25,7 @@ from matplotlib.lines import Line2D  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from synthcal.io import atomic_path, read_json  # noqa: E402
+from synthcal.quantization.compare import engine_section  # noqa: E402
 from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
 from synthcal.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
 
@@ -118,6 +119,13 @@ def add_quality(table: pd.DataFrame, quality_paths) -> pd.DataFrame:
     return pd.concat([table, pd.DataFrame(extra, index=table.index)], axis=1)
 
 
+def _true(table: pd.DataFrame, column: str) -> pd.Series:
+    """Rows where a boolean column is True (missing column or value: False)."""
+    if column not in table:
+        return pd.Series(False, index=table.index)
+    return table[column].map(lambda value: value is True or value == 1)
+
+
 def _metric_fields(metrics: dict) -> dict:
     keys = ("top1", "top5", "fp32_top1", "delta_top1", "agreement_with_fp32", "flip_rate", "images_per_second",
             "fp32_images_per_second", "num_images", "precision_hint", "untrained")
@@ -142,24 +150,22 @@ def _heatmap(table: pd.DataFrame, methods: list[str], test_sets: list[str], path
     int8 = table[table.precision == "int8"]
     calibrations = list(dict.fromkeys(int8.calibration))
     models = list(dict.fromkeys(int8.model))
-    fig, axes = plt.subplots(len(test_sets), len(methods), squeeze=False, sharey=True, layout="constrained",
-                             figsize=(1.05 * len(calibrations) * len(methods) + 2.5,
-                                      (0.75 * len(models) + 1.6) * len(test_sets)))
-    for row, test_set in enumerate(test_sets):
-        for column, method in enumerate(methods):
-            ax = axes[row][column]
-            cells = int8[(int8.method == method) & (int8.test_set == test_set)]
-            grid = {name: cells.pivot(index="model", columns="calibration", values=name)
-                    .reindex(index=models, columns=calibrations) * 100
-                    for name in ("delta_top1", "delta_top1_ci_low", "delta_top1_ci_high")}
-            image = ax.imshow(grid["delta_top1"].values, cmap="RdYlGn", vmin=-5, vmax=5, aspect="auto")
-            ax.set_xticks(range(len(calibrations)), calibrations, rotation=35, ha="right")
-            ax.set_yticks(range(len(models)), models)
-            for (i, j), value in np.ndenumerate(grid["delta_top1"].values):
-                low, high = grid["delta_top1_ci_low"].values[i, j], grid["delta_top1_ci_high"].values[i, j]
-                text = "–" if np.isnan(value) else f"{value:+.2f}\n[{low:+.1f}, {high:+.1f}]"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
-            ax.set_title(f"{method} · {_test_set_title(table, test_set)}", fontsize=9)
+    panels = [(test_set, method) for test_set in test_sets for method in methods]  # one column: page width
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained",
+                             figsize=(1.0 * len(calibrations) + 2.8, (0.75 * len(models) + 1.5) * len(panels)))
+    for ax, (test_set, method) in zip(axes[:, 0], panels, strict=True):
+        cells = int8[(int8.method == method) & (int8.test_set == test_set)]
+        grid = {name: cells.pivot(index="model", columns="calibration", values=name)
+                .reindex(index=models, columns=calibrations) * 100
+                for name in ("delta_top1", "delta_top1_ci_low", "delta_top1_ci_high")}
+        image = ax.imshow(grid["delta_top1"].values, cmap="RdYlGn", vmin=-5, vmax=5, aspect="auto")
+        ax.set_xticks(range(len(calibrations)), calibrations, rotation=35, ha="right")
+        ax.set_yticks(range(len(models)), models)
+        for (i, j), value in np.ndenumerate(grid["delta_top1"].values):
+            low, high = grid["delta_top1_ci_low"].values[i, j], grid["delta_top1_ci_high"].values[i, j]
+            text = "–" if np.isnan(value) else f"{value:+.2f}\n[{low:+.1f}, {high:+.1f}]"
+            ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
+        ax.set_title(f"{method} · {_test_set_title(table, test_set)}", fontsize=9)
     fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="Δ top-1 (pp)")
     _save_figure(fig, path)
 
@@ -199,31 +205,56 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
     models = list(dict.fromkeys(int8.model))
     colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
     markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
-    fig, axes = plt.subplots(len(models), len(test_sets), squeeze=False, layout="constrained",
-                             figsize=(6.2 * len(test_sets) + 2.2, 4.6 * len(models)))
-    for i, model in enumerate(models):
-        for j, test_set in enumerate(test_sets):
-            ax = axes[i][j]
-            cells = int8[(int8.model == model) & (int8.test_set == test_set)].sort_values("agreement_with_fp32")
-            for rank, cell in enumerate(cells.itertuples()):
-                agreement = cell.agreement_with_fp32 * 100
-                ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
-                                                           [cell.agreement_ci_high * 100 - agreement]],
-                            fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6)
-                label = f"{cell.calibration}/{cell.method}" + (f" · {cell.float_layers} float" if cell.float_layers
-                                                                else "")
-                ax.annotate(label, (cell.speedup, agreement), fontsize=6.5, color=colours[cell.calibration],
-                            xytext=(7, -3 + 6 * (rank % 2 * 2 - 1) * (rank % 3 > 0)), textcoords="offset points")
-            ax.margins(x=0.25, y=0.08)
-            ax.set_xlabel("INT8 speed-up over FP32 (measured images/s)")
-            ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
-            ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
-            ax.grid(alpha=0.3)
+    panels = [(model, test_set) for model in models for test_set in test_sets]  # one column: page width
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained", figsize=(10, 5.2 * len(panels)))
+    labels_per_panel = []
+    for ax, (model, test_set) in zip(axes[:, 0], panels, strict=True):
+        cells = int8[(int8.model == model) & (int8.test_set == test_set)]
+        labels = []
+        labels_per_panel.append((ax, labels))
+        for cell in cells.itertuples():
+            agreement = cell.agreement_with_fp32 * 100
+            ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
+                                                       [cell.agreement_ci_high * 100 - agreement]],
+                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6)
+            floats = int(cell.float_layers)
+            labels.append((cell.speedup, agreement, colours[cell.calibration],
+                           f"{cell.calibration}/{cell.method}" + (f" · {floats} float" if floats else "")))
+        ax.margins(x=0.25, y=0.08)
+        ax.set_xlabel("INT8 speed-up over FP32 (measured images/s)")
+        ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
+        ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
+        ax.grid(alpha=0.3)
     handles = [Line2D([], [], ls="", marker=markers[method], color=colours[calib], label=f"{calib} / {method}")
                for calib, method in dict.fromkeys(zip(int8.calibration, int8.method, strict=True))]
     fig.legend(handles=handles, loc="outside right upper", fontsize=7, title="calibration / method",
                title_fontsize=7)
+    for ax, labels in labels_per_panel:  # last: the layout (legend included) decides where points land
+        _label_points(ax, labels)
     _save_figure(fig, path)
+
+
+def _label_points(ax, points: list[tuple[float, float, tuple, str]]) -> None:
+    """Label each (x, y, colour, text) to its right, pushed up where it would cover another label or a point."""
+    figure = ax.figure
+    figure.canvas.draw()  # settle limits, layout and transforms
+    renderer = figure.canvas.get_renderer()
+    markers = [ax.transData.transform((x, y)) for x, y, _, _ in points]
+    taken = []  # label boxes in pixels
+    for x, y, colour, text in sorted(points, key=lambda point: point[1]):
+        own = ax.transData.transform((x, y))
+        label = ax.annotate(text, (x, y), xytext=(9, -3), textcoords="offset points", fontsize=7, color=colour)
+        for lift in range(0, 200, 2):
+            label.set_position((9, -3 + lift))
+            box = label.get_window_extent(renderer).expanded(1.0, 1.15)
+            hits_marker = any(box.x0 - 6 < mx < box.x1 + 6 and box.y0 - 6 < my < box.y1 + 6
+                              for mx, my in markers if (mx, my) != tuple(own))
+            if not hits_marker and not any(box.overlaps(other) for other in taken):
+                break
+        taken.append(box)
+        if lift:
+            ax.annotate("", (x, y), xytext=(9, -3 + lift), textcoords="offset points",
+                        arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5})
 
 
 def _throughput(table: pd.DataFrame, test_set: str, path) -> None:
@@ -337,7 +368,8 @@ def _method_tables(table: pd.DataFrame, methods: list[str], test_sets: list[str]
 def _recommendation_html(recommendation: pd.DataFrame) -> str:
     if recommendation.empty:
         return "<p>No INT8 cells.</p>"
-    items = "".join(f"<li>{html.escape(text)}</li>" for text in recommendation.statement)
+    items = "".join(f"<li><b>{html.escape(head)}</b>:{html.escape(rest)}</li>"
+                    for head, _, rest in (text.partition(":") for text in recommendation.statement))
     shown = ["test_set", "model", "scope", "method", "calibration", "agreement", "agreement_ci_low",
              "agreement_ci_high", "speedup", "float_layers", "reference_calibration", "delta_agreement_vs_reference",
              "delta_agreement_ci_low_vs_reference", "delta_agreement_ci_high_vs_reference",
@@ -376,18 +408,19 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     _previews(list(inputs.previews), outputs.previews)
 
     level = f"{options['confidence'] * 100:.0f} %"
-    untrained = table[table.get("untrained", False) == True].model.unique().tolist()  # noqa: E712
-    flagged = table[table.get("flagged", False) == True]  # noqa: E712
+    untrained = table[_true(table, "untrained")].model.unique().tolist()
+    flagged = table[_true(table, "flagged")]
     int8 = table[table.precision == "int8"]
     quality_columns = [c for c in table if c.startswith("quality_")]
     sets_text = "; ".join(html.escape(_test_set_title(table, name)) for name in test_sets)
     # (id, heading, html): the page in order. An engine comparison (POT vs NNCF) goes after "tables".
     sections = [
         ("recommendation", "Recommendation: calibrating without real images",
-         f"<p>Per model and test set: the best calibration source without real images among cells that keep at "
-         f"least {float(report_config.get('min_speedup_share', 0.8)) * 100:.0f} % of the model's best INT8 "
-         f"speed-up, by agreement with FP32, compared image by image with the same method calibrated on "
-         f"real images ({html.escape(str(reference))}). Also in <code>recommendation.csv</code>.</p>"
+         "<p>Per model and test set: the best calibration source without real images by agreement with FP32, "
+         "among cells that keep the INT8 speed (every layer in INT8, or layers left in float but at least "
+         f"{float(report_config.get('min_speedup_share', 0.8)) * 100:.0f} % of the fully quantized cells' median "
+         "speed-up), compared image by image with the same method calibrated on real images "
+         f"({html.escape(str(reference))}). Also in <code>recommendation.csv</code>.</p>"
          + _recommendation_html(recommendation)),
         ("speed", "Speed vs agreement",
          "<p>Every cell: agreement with FP32 (share of test images with the same top-1 class, Wilson interval) "
@@ -420,6 +453,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
         ("config", "Config", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"),
         ("versions", "Versions", f"<pre>{html.escape(yaml.safe_dump(_versions()))}</pre>"),
     ]
+    engines = engine_section(table, evaluations.predictions, config.get("methods") or {}, methods, **options)
+    if engines:  # POT vs NNCF (synthcal/quantization/compare.py), right after the per-method tables
+        sections.insert([anchor for anchor, _, _ in sections].index("tables") + 1, engines)
     body = [
         "<h1>synthcal report</h1>",
         f"<p>INT8 (NNCF) vs FP32 (OpenVINO) top-1 in %, Δ in percentage points, on {sets_text}. Intervals are "

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -71,6 +73,7 @@ class Study:
                 check_train_settings((entry or {}).get("train") or {})
             except ValueError as error:
                 raise ConfigError(f"gan_training.{name}.train: {error}") from None
+        self._check_side_env_entries()
 
     def _check_models(self) -> None:
         """Every selected model resolves (files, factory, input size) and has one output per dataset class."""
@@ -256,6 +259,65 @@ class Study:
     def report(self) -> list[str]:
         return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/recommendation.csv",
                 f"{RESULTS}/report/index.html"]
+
+    # the side environment (synthcal/sideenv.py): POT methods and the Datumaro fractal backend
+    def _check_side_env_entries(self) -> None:
+        """Every ``engine: pot`` method and each selected ``backend: datumaro`` set, before any job."""
+        from synthcal.datumaro_fractal import DatumaroError, check_datumaro_spec
+        from synthcal.quantization.pot import PotError, check_pot_method
+
+        try:
+            for name in self.methods_of_engine("pot"):
+                check_pot_method(name, self.config["methods"][name])
+            for name in set(self.datumaro_sets()) & set(self.calibrations):
+                check_datumaro_spec(name, self.config["calibration"][name])
+        except (PotError, DatumaroError) as error:
+            raise ConfigError(str(error)) from None
+
+    def methods_of_engine(self, engine: str) -> list[str]:
+        """Defined method names that run on ``engine`` (nncf or pot)."""
+        from synthcal.quantization import engine_of
+
+        return [name for name, method in (self.config.get("methods") or {}).items() if engine_of(method) == engine]
+
+    def datumaro_sets(self) -> list[str]:
+        """Defined fractal sets made by Datumaro's generator in the side environment."""
+        return [name for name, spec in (self.config.get("calibration") or {}).items()
+                if spec.get("kind") == "fractal" and spec.get("backend") == "datumaro"]
+
+    @staticmethod
+    def wildcard_choice(names: list[str]) -> str:
+        """A wildcard constraint matching exactly ``names`` (and nothing when there are none)."""
+        return "|".join(re.escape(name) for name in sorted(names)) or "(?!)"
+
+    def entry_json(self, section: str, name: str) -> str:
+        """A config entry as JSON, the argument of a side-environment job (and tracked as its params)."""
+        return json.dumps(self.config[section][name], sort_keys=True)
+
+    def needs_side_env(self) -> bool:
+        return bool(set(self.methods) & set(self.methods_of_engine("pot"))
+                    or set(self.calibrations) & set(self.datumaro_sets()))
+
+    @staticmethod
+    def side_env_files(conda: bool) -> list[str]:
+        """Input of side-environment jobs: its marker (rule side_env builds it), or nothing when conda does."""
+        from synthcal.sideenv import side_env_marker
+
+        return [] if conda else [str(side_env_marker())]
+
+    @staticmethod
+    def side_python(conda: bool) -> str:
+        from synthcal.sideenv import side_python
+
+        return "python" if conda else str(side_python())
+
+    @staticmethod
+    def side_env_build() -> dict:
+        """What rule side_env needs: the lock file, the checkout (for make) and where the venv goes."""
+        from synthcal.sideenv import LOCK_FILE, REPO, side_env_dir, side_env_marker
+
+        return {"lock": str(LOCK_FILE), "repo": str(REPO), "env_dir": str(side_env_dir()),
+                "marker": str(side_env_marker())}
 
 
 def _folder_files(path: str) -> list[str]:

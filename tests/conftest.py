@@ -74,6 +74,10 @@ class TinyClassifier(torch.nn.Module):
 def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), timeout: int = 1500,
                   cores: int = 2) -> subprocess.CompletedProcess:
     """The real ``snakemake`` on the project's Snakefile in ``workdir``, with config.yaml then ``configs``."""
+    # small slices: light jobs take one core each, so two run side by side
+    one_thread = [f"{rule}=1" for rule in ("quantize", "evaluate_int8", "evaluate_fp32", "calibration_quality",
+                                           "calibration_set")]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--cores", str(cores), *args, "--configfile", str(REPO / "config.yaml"), *map(str, configs)]
+               "--cores", str(cores), "--set-threads", *one_thread, *args,
+               "--configfile", str(REPO / "config.yaml"), *map(str, configs)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)

@@ -41,6 +41,7 @@ def base_config(tmp_path) -> dict:
     weights.write_bytes(b"")
     config["models"]["resnet20"]["weights"]["path"] = str(weights)
     config["calibration"]["folder_jpeg"]["path"] = str(stand_ins / "train")
+    config["evaluation"]["sets"]["jpeg10k"]["path"] = str(stand_ins / "test")
     config["gan_training"]["adversarial"]["data_folder"] = str(stand_ins / "train")
     return config
 
@@ -64,6 +65,10 @@ CASES = {
     "gan-train-typo": ("gan_training.adversarial.train.lamda_class", 1.0,
                        ["gan_training.adversarial.train", "lamda_class"]),
     "gan-train-value": ("gan_training.adversarial.train.g_ema", 1.5, ["gan_training.adversarial.train", "g_ema"]),
+    "missing-test-set": ("evaluation.sets.jpeg10k.path", "../shared/data/no-such.tar.gz/jpeg/test",
+                         ["evaluation.sets.jpeg10k.path", "no-such.tar.gz"]),
+    "test-set-without-path": ("evaluation.sets.jpeg10k", {"source": "folder", "lossy": True}, ["jpeg10k", "path"]),
+    "test-set-named-test": ("evaluation.sets.test", {"source": "folder", "path": "."}, ["evaluation", "test"]),
 }
 
 

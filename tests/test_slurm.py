@@ -26,6 +26,7 @@ from conftest import REPO, shared_path
 REQUIRE = os.environ.get("SYNTHCAL_REQUIRE_SLURM") == "1"  # .ci/run: a missing cluster fails instead of skipping
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
+SUBMITTED_IDS = re.compile(r"Job (\d+) has been submitted with SLURM jobid \d+")
 LIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "STOPPED"}
 
 
@@ -121,10 +122,35 @@ def _completed_jobs(jobcomp: Path) -> dict[str, dict]:
     return records
 
 
-def _live(run_id: str) -> list[str]:
+def _jobs(run_id: str) -> dict[str, str]:
+    """SLURM job id → state of the run's jobs that are still queued or running."""
     listed = subprocess.run(["squeue", "--noheader", "--states=all", "--name", run_id, "--format=%i|%T"],
                             capture_output=True, text=True, check=True)
-    return [line.split("|")[0] for line in listed.stdout.split() if line.split("|")[1] in LIVE]
+    states = dict(line.split("|") for line in listed.stdout.split())
+    return {job: state for job, state in states.items() if state in LIVE}
+
+
+def _live(run_id: str, settle: float = 0) -> list[str]:
+    """The run's live job ids (sorted), waiting up to ``settle`` seconds for them to go."""
+    deadline = time.monotonic() + settle
+    while (jobs := _jobs(run_id)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return sorted(jobs, key=int)
+
+
+def _freeze(run_id: str, timeout: float = 300) -> list[str]:
+    """Suspend the run's running jobs and hold its pending ones, so they stay alive however short they are."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        frozen = []
+        for job, state in _jobs(run_id).items():
+            action = "suspend" if state == "RUNNING" else "hold" if state == "PENDING" else None
+            if action and subprocess.run(["scontrol", action, job], capture_output=True).returncode == 0:
+                frozen.append(job)
+        if frozen:
+            return sorted(frozen, key=int)
+        time.sleep(0.2)
+    raise AssertionError(f"no job of {run_id} to freeze within {timeout}s")
 
 
 class Run:
@@ -133,7 +159,8 @@ class Run:
     def __init__(self, workdir: Path, extra: list[str], name: str):
         self.log = workdir / f"{name}.log"
         command = [sys.executable, "-m", *readme_command(), "-d", str(workdir), *extra]
-        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT)
+        self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+                                        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     @property
     def text(self) -> str:
@@ -201,28 +228,29 @@ def slurm_runs(tmp_path_factory):
             if (workdir / ".snakemake" / "locks").exists() else []
         same = runs["same"] = start("same")  # the killed run's targets, while it still runs
         runs["same_rc"] = same.wait(600)
-        orphans = sorted(set(killed.submitted().values()) & set(_live(killed.run_id)))
-        assert orphans, "no SLURM job was running at the hard kill"
-        subprocess.run(["scontrol", "suspend", *orphans], check=True)  # keep them alive however fast they are
+        runs["orphans"] = _freeze(killed.run_id)
         killed.process.send_signal(signal.SIGKILL)
         killed.wait(60)
-        runs["orphans"] = orphans
         runs["unlock"] = subprocess.run([sys.executable, "-m", *readme_command(), "-d", str(workdir), "--unlock",
                                          *configs], cwd=REPO, capture_output=True, text=True)
         blocked = runs["blocked"] = start("blocked")
         runs["blocked_rc"] = blocked.wait(600)
         subprocess.run(["scancel", "--name", killed.run_id], check=True)  # the README's orphan cleanup
-        deadline = time.monotonic() + 60
-        while _live(killed.run_id) and time.monotonic() < deadline:
-            time.sleep(0.5)
+        assert _live(killed.run_id, settle=60) == []
 
-        # 2. A run stopped with SIGTERM mid-run, then a rerun that completes, then one with nothing to do.
+        # 2. A run interrupted (Ctrl-C) mid-run, one stopped with SIGTERM mid-run, a rerun that completes, and
+        # one with nothing to do.
+        interrupted = runs["interrupted"] = start("interrupted")
+        interrupted.wait_until_mid_run()
+        runs["active_at_sigint"] = _freeze(interrupted.run_id)  # certainly active when SIGINT arrives
+        interrupted.process.send_signal(signal.SIGINT)
+        runs["interrupted_rc"] = interrupted.wait(300)
+        runs["alive_after_sigint"] = _live(interrupted.run_id, settle=30)
         terminated = runs["terminated"] = start("terminated")
         terminated.wait_until_mid_run()
-        runs["active_at_sigterm"] = sorted(set(terminated.submitted()) - {job for job, _ in terminated.finished()})
         terminated.process.send_signal(signal.SIGTERM)
-        runs["terminated_rc"] = terminated.wait(300)
-        runs["alive_after_sigterm"] = _live(terminated.run_id)
+        runs["terminated_rc"] = terminated.wait(600)
+        runs["alive_after_sigterm"] = _live(terminated.run_id, settle=30)
         rerun = runs["rerun"] = start("rerun")
         runs["rerun_rc"] = rerun.wait()
         last = max(rerun.submitted().values(), key=int)
@@ -243,8 +271,12 @@ def slurm_runs(tmp_path_factory):
 def _assert_slurm_jobs(run: Run, jobcomp: Path, states=("COMPLETED",)) -> Counter:
     """Every job the run saw finish was submitted by it to SLURM, and slurmctld recorded it as its job."""
     submitted, records = run.submitted(), _completed_jobs(jobcomp)
+    local = set(re.findall(r"^localrule (\w+):", run.text, re.M))
+    assert local <= {"all"}, f"rules run on the submit host: {local}"  # `all` only collects its inputs
     done = Counter()
     for job, rule in run.finished():
+        if rule in local:
+            continue
         assert job in submitted, f"{rule} (job {job}) finished without a SLURM submission:\n{run.text[-3000:]}"
         record = records.get(submitted[job])
         assert record is not None, f"SLURM has no completion record of job {submitted[job]} ({rule})"
@@ -253,18 +285,20 @@ def _assert_slurm_jobs(run: Run, jobcomp: Path, states=("COMPLETED",)) -> Counte
     return done
 
 
+@pytest.mark.slow
 def test_every_job_ran_as_a_slurm_job_of_its_run(slurm_runs):
-    dag = Counter()
-    for rule, count in re.findall(r"^(\w+)\s+(\d+)$", slurm_runs["killed"].text.split("Job stats:", 1)[1], re.M):
-        if rule not in ("total", "all"):  # `all` only collects: a local job, never submitted
-            dag[rule] = int(count)
+    stats = slurm_runs["killed"].text.split("Job stats:", 1)[1].split("\n\n", 1)[0]
+    dag = Counter({rule: int(count) for rule, count in re.findall(r"^(\w+)\s+(\d+)$", stats, re.M)
+                   if rule not in ("total", "all")})  # `all` only collects: a local job, never submitted
+    assert sum(dag.values()) >= 10, stats
     done = Counter()
-    for name in ("killed", "terminated", "rerun"):
+    for name in ("killed", "interrupted", "terminated", "rerun"):
         done += _assert_slurm_jobs(slurm_runs[name], slurm_runs["jobcomp"])
     assert done == dag, f"finished SLURM jobs per rule {dict(done)} != the DAG's jobs {dict(dag)}"
     assert "--latency-wait 60" in slurm_runs["batch_script"], "the slurm profile's latency-wait did not reach jobs"
 
 
+@pytest.mark.slow
 def test_report_is_produced(slurm_runs):
     assert slurm_runs["rerun_rc"] == 0, slurm_runs["rerun"].text[-5000:]
     report = slurm_runs["workdir"] / "results" / "report"
@@ -273,23 +307,40 @@ def test_report_is_produced(slurm_runs):
     assert (report / "index.html").stat().st_size > 10_000
 
 
+@pytest.mark.slow
 def test_second_run_does_nothing(slurm_runs):
     again = slurm_runs["again"]
     assert slurm_runs["again_rc"] == 0, again.text[-3000:]
     assert "Nothing to be done" in again.text and not again.submitted()
 
 
-def test_sigterm_cancels_the_runs_jobs_and_a_rerun_completes(slurm_runs):
-    assert slurm_runs["active_at_sigterm"], "SIGTERM was meant to arrive while a SLURM job was active"
-    assert slurm_runs["terminated_rc"] != 0
-    assert slurm_runs["alive_after_sigterm"] == [], "SLURM jobs outlived the SIGTERMed run"
+@pytest.mark.slow
+def test_ctrl_c_cancels_the_runs_slurm_jobs(slurm_runs):
+    interrupted = slurm_runs["interrupted"]
+    assert slurm_runs["interrupted_rc"] != 0
+    assert "Terminating processes on user request" in interrupted.text, interrupted.text[-3000:]
+    assert slurm_runs["alive_after_sigint"] == [], "SLURM jobs outlived the interrupted run"
     records = _completed_jobs(slurm_runs["jobcomp"])
-    terminated = slurm_runs["terminated"]
-    states = {records[terminated.submitted()[job]]["JobState"] for job in slurm_runs["active_at_sigterm"]}
-    assert "CANCELLED" in states, states
-    assert slurm_runs["rerun_rc"] == 0
+    assert set(slurm_runs["active_at_sigint"]) <= set(interrupted.submitted().values())
+    assert {records[job]["JobState"] for job in slurm_runs["active_at_sigint"]} == {"CANCELLED"}
 
 
+@pytest.mark.slow
+def test_sigterm_mid_run_finishes_running_jobs_submits_no_more_and_a_rerun_completes(slurm_runs):
+    text = slurm_runs["terminated"].text
+    marker = "Will exit after finishing currently running jobs"
+    assert marker in text, text[-3000:]
+    before, after = text.split(marker, 1)
+    submitted_before = set(SUBMITTED_IDS.findall(before))
+    finished_before = {job for job, _ in FINISHED.findall(before)}
+    assert submitted_before - finished_before, "SIGTERM was meant to arrive while a SLURM job was active"
+    assert not SUBMITTED.search(after), "a job was submitted after SIGTERM"
+    assert submitted_before <= {job for job, _ in FINISHED.findall(text)}, "a running job was not waited for"
+    assert slurm_runs["alive_after_sigterm"] == []
+    assert slurm_runs["rerun_rc"] == 0, slurm_runs["rerun"].text[-5000:]
+
+
+@pytest.mark.slow
 def test_guard_refuses_runs_while_one_executes(slurm_runs):
     outside, same = slurm_runs["outside"], slurm_runs["same"]
     for run, rc in ((outside, slurm_runs["outside_rc"]), (same, slurm_runs["same_rc"])):
@@ -300,12 +351,15 @@ def test_guard_refuses_runs_while_one_executes(slurm_runs):
     assert slurm_runs["locks_after_outside"] == []
 
 
+@pytest.mark.slow
 def test_hard_kill_orphans_block_the_rerun_until_cancelled(slurm_runs):
     blocked = slurm_runs["blocked"]
     assert slurm_runs["unlock"].returncode == 0, slurm_runs["unlock"].stderr[-2000:]
     assert slurm_runs["blocked_rc"] != 0 and not blocked.submitted(), blocked.text[-3000:]
-    orphans = " ".join(slurm_runs["orphans"])
-    assert f"SLURM jobs {orphans} of an earlier, killed run are still queued or running" in blocked.text
-    assert f"scancel {orphans}" in blocked.text
+    named = re.search(r"SLURM jobs ([\d_ ]+) of an earlier, killed run are still queued or running", blocked.text)
+    assert named, blocked.text[-3000:]
+    # the frozen orphans, and any job the killed run submitted in its last moment and still running
+    assert set(slurm_runs["orphans"]) <= set(named.group(1).split()) <= set(slurm_runs["killed"].submitted().values())
+    assert f"scancel {named.group(1)})" in blocked.text
     records = _completed_jobs(slurm_runs["jobcomp"])
     assert {records[job]["JobState"] for job in slurm_runs["orphans"]} == {"CANCELLED"}

@@ -62,6 +62,15 @@ def test_mcnemar_and_bootstrap_agree_on_which_pairs_differ(counts, differs):
     assert (result.mcnemar_p < 0.05) is differs  # … exactly when McNemar rejects "no difference"
 
 
+def test_a_handful_of_discordant_images_is_not_a_difference():
+    # 0 against 4 of 2,000: most resamples miss all four, so the percentile interval excludes 0 — but under
+    # "no difference" four one-sided coins happen with p = 2 / 16; the exact test decides
+    a, b = _pair(2000, 0, 4, both=1900)
+    result = paired_difference(a, b, seed=0)
+    assert result.ci_high < 0 and result.mcnemar_p == pytest.approx(0.125)
+    assert not result.distinguishable
+
+
 def test_bootstrap_interval_is_seeded_and_has_the_expected_width():
     a, b = _pair(1000, 30, 10, both=900)
     first, again, other = (paired_difference(a, b, seed=s) for s in (0, 0, 1))

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from conftest import REPO, shared_path
+from PIL import Image
 
 from synthcal.inference import compile_model, runtime_precisions
 
@@ -30,6 +31,7 @@ def _snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedP
 def slice_run(tmp_path_factory):
     lossless = shared_path("data", "cifar10-lossless")
     weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    jpeg = shared_path("data", "cifar10-jpeg.tar.gz")
     workdir = tmp_path_factory.mktemp("study")
     models, calibrations, methods = SLICE
     config = {
@@ -37,6 +39,8 @@ def slice_run(tmp_path_factory):
         "data": {"source": "folder", "folders": {"train": str(lossless / "train"), "test": str(lossless / "test")},
                  "limit": {"test": 300}},
         "models": {"resnet20": {"weights": {"source": "path", "path": str(weights)}}},
+        "evaluation": {"sets": {"jpeg": {"source": "folder", "path": f"{jpeg}/cifar10-jpeg/test", "limit": 200,
+                                         "lossy": True}}},
         "calibration": {"cifar10": {"kind": "cifar10", "per_class": 30, "seed": 0},
                         "noise": {"kind": "noise", "count": 100, "seed": 0}},
         "methods": {"accuracy_aware": {"algorithm": "accuracy_aware", "validation": "agreement",
@@ -54,23 +58,56 @@ def test_report_matches_metrics(slice_run):
     results = workdir / "results"
     summary = pd.read_csv(results / "report" / "summary.csv")
     models, calibrations, methods = SLICE
-    assert len(summary) == len(models) * (1 + len(calibrations) * len(methods))
+    test_sets = {"test": (300, False), "jpeg": (200, True)}  # name → (images, lossy)
+    assert len(summary) == len(test_sets) * len(models) * (1 + len(calibrations) * len(methods))
     for row in summary.itertuples():
+        where = "" if row.test_set == "test" else f"/sets/{row.test_set}"
         if row.precision == "fp32":
-            metrics = json.loads((results / "eval" / row.model / "fp32" / "metrics.json").read_text())
+            metrics = json.loads((results / "eval" / row.model / f"fp32{where}" / "metrics.json").read_text())
         else:
-            metrics = json.loads((results / "eval" / row.model / row.calibration / row.method / "metrics.json")
-                                 .read_text())
+            metrics = json.loads((results / "eval" / row.model / row.calibration / f"{row.method}{where}"
+                                  / "metrics.json").read_text())
             assert row.delta_top1 == pytest.approx(metrics["top1"] - metrics["fp32_top1"], abs=1e-6)
             assert row.agreement_with_fp32 == pytest.approx(metrics["agreement_with_fp32"], abs=1e-6)
+            # paired statistics: every interval contains its estimate and has width
+            assert row.delta_top1_ci_low <= row.delta_top1 <= row.delta_top1_ci_high
+            assert row.agreement_ci_low < row.agreement_with_fp32 < row.agreement_ci_high
+            assert 0 <= row.mcnemar_p <= 1
+            if row.int8_only_correct + row.fp32_only_correct:
+                assert row.delta_top1_ci_high > row.delta_top1_ci_low
+        assert row.top1_ci_low < row.top1 < row.top1_ci_high
         assert row.top1 == pytest.approx(metrics["top1"], abs=1e-6)
-        assert metrics["num_images"] == 300
+        assert (metrics["num_images"], bool(row.test_set_lossy)) == test_sets[row.test_set]
+    recommendation = pd.read_csv(results / "report" / "recommendation.csv")
+    assert set(recommendation.test_set) == set(test_sets) and set(recommendation.model) == set(models)
+    assert set(recommendation.scope) == {"calibration", "method"}
+    assert (recommendation.reference_calibration.dropna() == "cifar10").all()
     html = (results / "report" / "index.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "index.html must load nothing remote"
     assert "<script" not in html and "<link" not in html
     assert html.count('src="data:image/png;base64,') >= 4
     for calibration in calibrations:
         assert calibration in html
+
+
+def test_report_in_a_real_browser(slice_run):
+    """Rule report_screenshot opens index.html in headless Chromium at 1280 px and fails on console errors,
+    network requests or horizontal overflow; the first screen lands beside the report."""
+    from synthcal.browser import find_chromium
+
+    if not find_chromium():
+        pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
+    workdir, config_path, _ = slice_run
+    run = _snakemake(workdir, config_path, "results/report/screenshot.png")
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    report = workdir / "results" / "report"
+    check = json.loads((report / "browser_check.json").read_text())
+    assert check["console_errors"] == [] and check["network_requests"] == []
+    assert check["layout"]["scrollWidth"] <= check["layout"]["clientWidth"] == 1280
+    assert check["layout"]["images"] >= 6 and check["layout"]["brokenImages"] == 0
+    with Image.open(report / "screenshot.png") as screenshot:
+        assert screenshot.size == (1280, 800)
+        assert len(screenshot.convert("L").getcolors(256)) > 16  # text and figures, not a blank page
 
 
 def test_int8_model_runs_in_int8(slice_run):

@@ -89,7 +89,7 @@ def parse_size_name(name: str) -> tuple[int, int]:
 
 def resize_policy(model: ov.Model) -> str:
     """The resize policy an IR was exported with (kept in its rt_info; bilinear when absent)."""
-    return str(model.get_rt_info(RT_INFO_RESIZE)) if model.has_rt_info(RT_INFO_RESIZE) else "bilinear"
+    return model.get_rt_info(RT_INFO_RESIZE).astype(str) if model.has_rt_info(RT_INFO_RESIZE) else "bilinear"
 
 
 def resize_images(images: np.ndarray, size, policy: str = "bilinear") -> np.ndarray:

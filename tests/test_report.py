@@ -1,0 +1,168 @@
+"""The report on evaluation files with known per-image outcomes: statistics, recommendation, and the page in Chromium.
+
+The files are written the way the evaluation rules write them (metrics.json, predictions.npz, quantize.json), from
+prediction vectors built so that the answer is known: which cells differ from FP32 and from real-data calibration,
+and which one loses the INT8 speed.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from synthcal.browser import check_page, find_chromium
+from synthcal.report import build_report
+
+N = 2000
+# calibration → (kind, method, images whose FP32 class the INT8 model changes, float layers, INT8 images/s)
+CELLS = {
+    ("cifar10", "default"): ("cifar10", 20, 0, 2500.0),
+    ("fractal", "default"): ("fractal", 24, 0, 2300.0),  # as good as real data (24 vs 20 flips)
+    ("noise", "default"): ("noise", 140, 0, 2450.0),  # clearly worse than FP32 and than real data
+    ("cifar10", "accuracy_aware"): ("cifar10", 10, 2, 2400.0),
+    ("fractal", "accuracy_aware"): ("fractal", 4, 21, 1100.0),  # the best agreement, but mostly float: slow
+    ("noise", "accuracy_aware"): ("noise", 60, 3, 2350.0),
+}
+FP32_SPEED = 1000.0
+
+
+def _predictions(labels: np.ndarray, flips: int, offset: int) -> np.ndarray:
+    """FP32's predictions with ``flips`` images moved to another class (starting at ``offset``)."""
+    changed = labels.copy()
+    changed[:100] = (labels[:100] + 1) % 10  # FP32 itself is wrong on the first 100 images
+    chosen = np.arange(offset, offset + flips) % N
+    changed[chosen] = (changed[chosen] + 3) % 10
+    return changed
+
+
+def _write_evaluation(directory: Path, predictions, labels, metrics: dict) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    np.savez(directory / "predictions.npz", logits=np.eye(10, dtype=np.float32)[predictions],
+             predictions=predictions, labels=labels)
+    (directory / "metrics.json").write_text(json.dumps(metrics))
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("report")
+    labels = np.random.default_rng(0).integers(0, 10, N)
+    fp32 = _predictions(labels, 0, 0)
+    fp32_top1 = float((fp32 == labels).mean())
+    records = [{"test_set": "test", "model": "resnet20", "precision": "fp32", "calibration": "", "method": "",
+                "dir": str(root / "eval/fp32")}]
+    _write_evaluation(root / "eval/fp32", fp32, labels,
+                      {"top1": fp32_top1, "top5": 1.0, "num_images": N, "images_per_second": FP32_SPEED})
+    for index, ((calib, method), (kind, flips, float_layers, speed)) in enumerate(CELLS.items()):
+        predictions = _predictions(labels, flips, 200 + 7 * index)
+        top1 = float((predictions == labels).mean())
+        directory = root / f"eval/{calib}/{method}"
+        _write_evaluation(directory, predictions, labels, {
+            "top1": top1, "top5": 1.0, "num_images": N, "fp32_top1": fp32_top1, "delta_top1": top1 - fp32_top1,
+            "agreement_with_fp32": float((predictions == fp32).mean()), "images_per_second": speed,
+            "fp32_images_per_second": FP32_SPEED})
+        quantize = root / f"quantized/{calib}/{method}/quantize.json"
+        quantize.parent.mkdir(parents=True, exist_ok=True)
+        quantize.write_text(json.dumps({"calibration_set": {"kind": kind}, "quantization_seconds": 1.0,
+                                        "float_layers": [f"layer{i}" for i in range(float_layers)]}))
+        records.append({"test_set": "test", "model": "resnet20", "precision": "int8", "calibration": calib,
+                        "method": method, "dir": str(directory), "quantize": str(quantize)})
+    for record in records:
+        record.update(metrics=f"{record['dir']}/metrics.json", predictions=f"{record['dir']}/predictions.npz")
+    preview = root / "calib/noise/preview.png"
+    preview.parent.mkdir(parents=True)
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(preview)
+    out = root / "report"
+    names = {"summary": "summary.csv", "recommendation": "recommendation.csv",
+             "comparison": "calibration_comparison.csv", "html": "index.html", "speed_accuracy": "speed_accuracy.png",
+             "intervals": "delta_top1_intervals.png", "heatmap": "delta_top1.png", "throughput": "throughput.png",
+             "quality": "quality_vs_delta.png", "previews": "calibration_previews.png"}
+    outputs = SimpleNamespace(**{key: str(out / name) for key, name in names.items()})
+    config = {"seed": 0, "calibration": {name: {"kind": kind} for (name, _), (kind, *_) in CELLS.items()},
+              "report": {"bootstrap_resamples": 2000}}
+    study = {"models": ["resnet20"], "calibrations": ["cifar10", "fractal", "noise"],
+             "methods": ["default", "accuracy_aware"], "test_sets": ["test"], "evaluations": records}
+    build_report(SimpleNamespace(quality=[], previews=[str(preview)]), outputs, study, config)
+    return out, {"fp32": fp32, "labels": labels}
+
+
+def test_summary_intervals_contain_estimates_and_mark_known_differences(report_dir):
+    out, _ = report_dir
+    summary = pd.read_csv(out / "summary.csv")
+    int8 = summary[summary.precision == "int8"].set_index(["calibration", "method"])
+    assert len(int8) == len(CELLS)
+    for (calib, method), (_, flips, float_layers, speed) in CELLS.items():
+        row = int8.loc[(calib, method)]
+        assert row.agreement_with_fp32 == pytest.approx(1 - flips / N)
+        assert row.agreement_ci_low < row.agreement_with_fp32 < row.agreement_ci_high
+        assert row.delta_top1_ci_low <= row.delta_top1 <= row.delta_top1_ci_high
+        assert row.delta_top1_ci_high > row.delta_top1_ci_low
+        assert row.speedup == pytest.approx(speed / FP32_SPEED) and row.float_layers == float_layers
+        excludes_zero = row.delta_top1_ci_high < 0 or row.delta_top1_ci_low > 0
+        assert bool(row.distinguishable_from_fp32) == (excludes_zero and row.mcnemar_p < 0.05)
+    assert bool(int8.loc[("noise", "default")].distinguishable_from_fp32)  # 140 flips, nearly all to wrong
+    assert not bool(int8.loc[("fractal", "accuracy_aware")].distinguishable_from_fp32)  # 4 flips: p = 0.125
+    fp32 = summary[summary.precision == "fp32"].iloc[0]
+    assert fp32.top1_ci_low < fp32.top1 < fp32.top1_ci_high
+
+
+def test_calibration_sets_are_compared_with_real_data(report_dir):
+    out, _ = report_dir
+    comparison = pd.read_csv(out / "calibration_comparison.csv").set_index(["calibration", "method"])
+    assert set(comparison.reference) == {"cifar10"}
+    assert not bool(comparison.loc[("fractal", "default")].agreement_distinguishable)  # 24 vs 20 flips
+    assert bool(comparison.loc[("noise", "default")].agreement_distinguishable)  # 140 vs 20
+    noise = comparison.loc[("noise", "default")]
+    assert noise.delta_agreement == pytest.approx(-(140 - 20) / N)
+    assert noise.delta_agreement_ci_high < 0 and noise.delta_agreement_mcnemar_p < 1e-6
+
+
+def test_recommendation_keeps_int8_speed_and_states_the_verdict(report_dir):
+    out, _ = report_dir
+    recommendation = pd.read_csv(out / "recommendation.csv").set_index(["scope", "method"], drop=False)
+    best_default = recommendation.loc[("calibration", "default")]
+    assert best_default.calibration == "fractal"
+    assert not bool(best_default.distinguishable_from_reference)
+    assert "is not distinguishable from real-data calibration" in best_default.statement
+    assert "fractal" in best_default.statement and "cifar10" in best_default.statement
+    # fractal/accuracy_aware agrees best of all but keeps 21 layers in float at 1.1×: not recommended
+    overall = recommendation[recommendation.scope == "method"].iloc[0]
+    assert (overall.calibration, overall.method) == ("fractal", "default")
+    assert "fractal/accuracy_aware" in overall.excluded_for_speed
+    aware = recommendation.loc[("calibration", "accuracy_aware")]
+    assert aware.calibration == "noise" and bool(aware.distinguishable_from_reference)
+    page = (out / "index.html").read_text()
+    for statement in recommendation.statement:
+        assert statement.split(":")[0] in page
+
+
+def test_report_page_in_chromium(report_dir):
+    if not find_chromium():
+        pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
+    out, _ = report_dir
+    check = check_page(out / "index.html", width=1280, height=800)
+    assert check.problems() == []
+    assert check.layout["images"] >= 6 and check.layout["title"] == "synthcal report"
+    assert check.screenshot.startswith(b"\x89PNG")
+    with Image.open(__import__("io").BytesIO(check.screenshot)) as shot:
+        assert shot.size == (1280, 800)
+
+
+def test_browser_check_sees_errors_requests_and_overflow(tmp_path):
+    """The checker itself: a page that logs an error, loads a remote image and is too wide fails all three."""
+    if not find_chromium():
+        pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
+    page = tmp_path / "bad.html"
+    page.write_text("<!doctype html><html><head><meta charset='utf-8'><title>bad</title></head><body>"
+                    "<div style='width:2000px'>wide</div><img src='http://127.0.0.1:9/remote.png'>"
+                    "<script>console.error('broken on purpose')</script></body></html>")
+    check = check_page(page, width=1280, height=800)
+    assert any("broken on purpose" in message for message in check.console_errors)
+    assert check.network_requests == ["http://127.0.0.1:9/remote.png"]
+    assert check.horizontal_overflow >= 2000 - 1280
+    assert len(check.problems()) >= 3
