@@ -72,9 +72,8 @@ def main() -> None:
                 finished_at[match.group(1)] = now
         if process.wait() != 0 or len(finished_at) != args.jobs:
             sys.exit("the run failed:\n" + "".join(lines[-40:]))
-        compute = {name: float((Path(workdir) / f"results/benchmarks/calib/{name}.tsv").read_text().split("\n")[1]
-                               .split("\t")[0]) for name in names if (Path(workdir) / f"results/benchmarks/calib/"
-                                                                       f"{name}.tsv").exists()}
+        compute = [float(tsv.read_text().split("\n")[1].split("\t")[0])  # the rule's own seconds (benchmark:)
+                   for tsv in Path(workdir).glob("results/benchmarks/calib/**/*.tsv")]
     records = _jobcomp()
     latencies, in_job, noticed = [], [], []
     print(f"{'SLURM job':>9}  {'submit→noticed':>14}  {'queued':>6}  {'in job':>6}  {'end→noticed':>11}")
@@ -92,10 +91,10 @@ def main() -> None:
             print(f"{slurm_ids[job]:>9}  {latency:13.1f}s")
     print(f"\nsubmit → noticed finished, per short job: median {statistics.median(latencies):.1f} s "
           f"(min {min(latencies):.1f}, max {max(latencies):.1f}) over {len(latencies)} jobs")
-    if in_job:
+    if in_job and compute:
         print(f"  of which inside the SLURM job (two Snakemake starts, srun, the rule's work): median "
               f"{statistics.median(in_job):.0f} s (1 s resolution); the rule's own work: median "
-              f"{statistics.median(compute.values()):.1f} s; job end → noticed: median {statistics.median(noticed):.0f} s")
+              f"{statistics.median(compute):.1f} s; job end → noticed: median {statistics.median(noticed):.0f} s")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from synthcal.evaluation_sets import DEFAULT_TEST_SET
 from synthcal.stats import CONFIDENCE, RESAMPLES, mcnemar_exact, paired_difference
 
 REAL_DATA_KINDS = ("cifar10", "folder")
@@ -98,6 +99,7 @@ def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: Pre
             candidates = pool[keeps_speed.loc[pool.index]]
             row = {"test_set": test_set, "model": model, "scope": scope, "method": method or "",
                    "num_images": int(cells.num_images.iloc[0]), "min_speedup": min_speedup_share * typical,
+                   "test_set_lossy": bool(cells.get("test_set_lossy", pd.Series([False])).iloc[0]),
                    "excluded_for_speed": _names(pool[~keeps_speed.loc[pool.index]])}
             if candidates.empty:
                 row["statement"] = _statement(row, None, None)
@@ -168,7 +170,9 @@ def _interval(low: float, high: float, signed: bool = False) -> str:
 
 
 def _statement(row: dict, best, confidence: float | None) -> str:
-    where = f"{row['model']}, test set {row['test_set']} ({row['num_images']:,} images)"
+    lossy = " lossy" if row.get("test_set_lossy") else ""
+    split = "test split" if row["test_set"] == DEFAULT_TEST_SET else f"test set {row['test_set']}"
+    where = f"{row['model']}, {split} ({row['num_images']:,}{lossy} images)"
     what = (f"method {row['method']}" if row["scope"] == "calibration" else "any method")
     if best is None:
         return (f"{where}, {what}: no calibration set without real images keeps the INT8 speed (all layers in "

@@ -24,6 +24,7 @@ import yaml  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from synthcal.evaluation_sets import DEFAULT_TEST_SET  # noqa: E402
 from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
 from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
@@ -143,7 +144,8 @@ def _statistics_options(config: dict) -> dict:
 def _test_set_title(table: pd.DataFrame, test_set: str) -> str:
     rows = table[table.test_set == test_set]
     lossy = " lossy" if rows.test_set_lossy.any() else ""
-    return f"test set {test_set} ({int(rows.num_images.iloc[0]):,}{lossy} images)"
+    split = "test split" if test_set == DEFAULT_TEST_SET else f"test set {test_set}"
+    return f"{split} ({int(rows.num_images.iloc[0]):,}{lossy} images)"
 
 
 def _heatmap(table: pd.DataFrame, methods: list[str], test_sets: list[str], path) -> None:

@@ -83,6 +83,8 @@ class Study:
             self.classes = dataset_classes(self.config["data"])
         except DataError as error:
             raise ConfigError(str(error)) from None
+        for name in self.config["models"]:  # every entry must make sense, selected or not
+            self.model_spec(name)
         for name in self.models:
             spec = self.model_spec(name)
             if spec.num_outputs is not None and spec.num_outputs != len(self.classes):

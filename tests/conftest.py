@@ -81,3 +81,14 @@ def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), tim
                "--cores", str(cores), "--set-threads", *one_thread, *args,
                "--configfile", str(REPO / "config.yaml"), *map(str, configs)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
+
+
+def require_side_env() -> None:
+    """Skip when the POT/Datumaro side environment (make pot-env) is missing; fail instead where
+    SYNTHCAL_REQUIRE_SIDE_ENV=1 (.ci/run builds it, so there it must run)."""
+    from synthcal.sideenv import missing_reason, side_env_ready
+
+    if not side_env_ready():
+        if os.environ.get("SYNTHCAL_REQUIRE_SIDE_ENV") == "1":
+            pytest.fail(missing_reason())
+        pytest.skip(missing_reason())

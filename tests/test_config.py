@@ -12,6 +12,8 @@ import pytest
 import yaml
 from conftest import REPO, shared_path
 
+from synthcal.data import CIFAR10_CLASSES
+
 OFFLINE = REPO / "config" / "offline.yaml"
 RESULTS = REPO / "results"
 
@@ -40,6 +42,7 @@ def base_config(tmp_path) -> dict:
     weights = stand_ins / "resnet20.pt"
     weights.write_bytes(b"")
     config["models"]["resnet20"]["weights"]["path"] = str(weights)
+    config["data"]["classes"] = list(CIFAR10_CLASSES)  # the stand-in folders are empty
     config["calibration"]["folder_jpeg"]["path"] = str(stand_ins / "train")
     config["evaluation"]["sets"]["jpeg10k"]["path"] = str(stand_ins / "test")
     config["gan_training"]["adversarial"]["data_folder"] = str(stand_ins / "train")

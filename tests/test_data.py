@@ -284,9 +284,15 @@ def test_read_image_folder_unknown_class(class_tree):
     (folder / "kangaroo").mkdir()
     (folder / "kangaroo" / "00099.png").write_bytes(_png_bytes(np.zeros((32, 32, 3), dtype=np.uint8)))
     with pytest.raises(DataError, match="kangaroo"):
-        read_image_folder(folder, labelled=True, show_progress=False)
+        read_image_folder(folder, labelled=True, classes=list(CIFAR10_CLASSES), show_progress=False)
     with pytest.raises(DataError, match="kangaroo"):
-        load_split({"source": "folder", "folders": {"test": str(folder)}}, "test", cache_dir=folder)
+        load_split({"source": "folder", "classes": list(CIFAR10_CLASSES), "folders": {"test": str(folder)}}, "test",
+                   cache_dir=folder)
+    # without a class list the dataset's classes are its sorted folder names: kangaroo is one of them
+    image_set = read_image_folder(folder, labelled=True, show_progress=False)
+    classes = image_set.provenance["classes"]
+    assert "kangaroo" in classes and classes == sorted(classes)
+    assert image_set.labels[-1] == classes.index("kangaroo")
 
 
 def test_read_image_folder_unlabelled_flat(tmp_path):
@@ -326,7 +332,8 @@ def test_load_split_local_with_limit(cifar_fixture, tmp_path):
 
 def test_load_split_folder_with_limit(class_tree, tmp_path):
     folder, pixels, labels = class_tree
-    source = {"source": "folder", "folders": {"test": str(folder)}, "limit": {"test": 2}}
+    source = {"source": "folder", "folders": {"test": str(folder)}, "limit": {"test": 2},
+              "classes": list(CIFAR10_CLASSES)}
     image_set = load_split(source, "test", cache_dir=tmp_path, show_progress=False)
     np.testing.assert_array_equal(image_set.images, pixels[:2])
     np.testing.assert_array_equal(image_set.labels, labels[:2])

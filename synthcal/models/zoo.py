@@ -3,6 +3,8 @@ weights (URL + hash), a local file, or random weights (smoke tests, marked untra
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import openvino as ov
 from torch import nn
@@ -23,8 +25,11 @@ def resolve(name: str, entry: dict) -> ModelSpec:
         raise ModelConfigError(f"models.{name}.architecture {architecture!r} is not a zoo architecture "
                                f"({', '.join(MODEL_NAMES)})")
     weights = entry.get("weights") or {}
-    if weights.get("source") == "path" and not weights.get("path"):
-        raise ModelConfigError(f"models.{name}.weights.path is not set")
+    if weights.get("source") == "path":
+        if not weights.get("path"):
+            raise ModelConfigError(f"models.{name}.weights.path is not set")
+        if not Path(weights["path"]).expanduser().is_file():
+            raise ModelConfigError(f"models.{name}.weights.path: {weights['path']} does not exist")
     return ModelSpec(name, "zoo", entry, ZOO_INPUT, NUM_CLASSES, {"architecture": architecture})
 
 
