@@ -76,6 +76,7 @@ ReturnToService=2
 MinJobAge=300
 $node State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+PartitionName=second Nodes=ALL Default=NO MaxTime=INFINITE State=UP
 EOF
 }
 
@@ -124,9 +125,8 @@ cmd_up() {
 
 cmd_down() {
   need_root
-  if alive "$STATE/slurmctld.pid"; then
-    scancel --quiet --full --state=PENDING,RUNNING,SUSPENDED "--user=$(id -un)" 2>/dev/null || true
-    scancel --quiet --full $(squeue -h -o %i 2>/dev/null) 2>/dev/null || true
+  if alive "$STATE/slurmctld.pid"; then  # no job outlives the cluster
+    squeue --noheader --format=%i 2>/dev/null | xargs -r scancel 2>/dev/null || true
   fi
   stop_pid slurmd "$STATE/slurmd.pid"
   stop_pid slurmctld "$STATE/slurmctld.pid"

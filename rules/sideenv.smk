@@ -8,6 +8,10 @@ from snakemake_interface_executor_plugins.settings import DeploymentMethod
 SIDE_ENV_BY_CONDA = DeploymentMethod.CONDA in workflow.deployment_settings.deployment_method
 
 
+localrules:
+    side_env,  # pip needs the package index: on a cluster, build on the submitting host, not a compute node
+
+
 ruleorder: quantize_pot > quantize
 ruleorder: calibration_set_datumaro > calibration_set
 

@@ -9,13 +9,17 @@ running, while ``--unlock`` and a rerun would submit them again.
 
 * takes an exclusive ``flock`` on ``.snakemake/synthcal-run.lock`` and holds it until the process ends. The
   kernel releases it when the process dies, however it dies, so it never needs unlocking;
-* refuses to start while a SLURM job recorded for one of the outputs it would rebuild is still queued or running.
+* refuses to start while SLURM jobs of an earlier run in this directory are still queued or running: holding
+  the lock, no other Snakemake runs here, so such jobs are orphans of a killed run and still write into it.
+  Earlier runs are found by the SLURM run ID (the jobs' name) in their logs, ``.snakemake/log/`` of the last
+  ``ORPHAN_DAYS`` days.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import re
 import socket
 import sys
 import time
@@ -24,6 +28,8 @@ from pathlib import Path
 from synthcal.slurm import SlurmQueryError, live_jobs
 
 LOCK_NAME = "synthcal-run.lock"
+ORPHAN_DAYS = 30  # longer than any SLURM time limit the profile asks for
+RUN_ID = re.compile(r"SLURM run ID: (\S+)")  # logged by snakemake-executor-plugin-slurm 2.8.0
 _held: list = []  # open lock files, kept for the life of the process
 
 
@@ -55,22 +61,33 @@ def claim_workdir(snakemake_dir: str | os.PathLike) -> Path:
     return path
 
 
-def refuse_live_jobs(job_ids) -> None:
-    """Raise if any of these SLURM job ids (recorded for outputs about to be rebuilt) is still queued or running."""
+def earlier_slurm_runs(snakemake_dir: str | os.PathLike, days: float = ORPHAN_DAYS) -> list[str]:
+    """SLURM run IDs (the name of every job of a run) in this directory's Snakemake logs of the last ``days``."""
+    since = time.time() - days * 86400
+    names = set()
+    for log in (Path(snakemake_dir) / "log").glob("*.snakemake.log"):
+        if log.stat().st_mtime >= since:
+            with open(log, errors="replace") as lines:
+                names.update(match.group(1) for line in lines if (match := RUN_ID.search(line)))
+    return sorted(names)
+
+
+def refuse_orphans(run_ids) -> None:
+    """Raise if jobs of these SLURM runs are still queued or running, naming them and how to cancel them."""
     try:
-        alive = live_jobs(job_ids)
+        alive = live_jobs(run_ids)
     except SlurmQueryError as error:
-        raise RunGuardError(f"cannot check whether the SLURM jobs of an earlier run ({', '.join(sorted(job_ids))}) "
-                            f"are still running: {error}") from None
+        raise RunGuardError(f"cannot check whether SLURM jobs of earlier runs in this directory are still running: "
+                            f"{error}") from None
     if alive:
-        ids = " ".join(alive)
+        runs = "; ".join(f"{' '.join(ids)} of run {name}" for name, ids in sorted(alive.items()))
+        cancel = " && ".join(f"scancel --name {name}" for name in sorted(alive))
         raise RunGuardError(
-            f"SLURM jobs {ids} of an earlier, killed run are still queued or running and write outputs this run "
-            f"would rebuild. Cancel them (scancel {ids}) or wait until squeue no longer lists them, then run again.")
+            f"SLURM jobs of an earlier, killed run in this directory are still queued or running ({runs}) and write "
+            f"into it. Cancel them ({cancel}) or wait until squeue no longer lists them, then run again.")
 
 
 def guard_run(workflow) -> None:
-    """The Snakefile's onstart: claim the working directory, then check the jobs recorded for incomplete outputs."""
+    """The Snakefile's onstart: claim the working directory, then look for orphaned SLURM jobs of earlier runs."""
     claim_workdir(workflow.persistence.path)
-    recorded = {job_id for job in workflow.dag.needrun_jobs() for job_id in workflow.persistence.external_jobids(job)}
-    refuse_live_jobs(recorded)
+    refuse_orphans(earlier_slurm_runs(workflow.persistence.path))

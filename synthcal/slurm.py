@@ -47,18 +47,27 @@ def account() -> str:
     return lines[0] if listed.returncode == 0 and len(lines) == 1 else ""
 
 
-def live_jobs(job_ids) -> list[str]:
-    """Those of ``job_ids`` that squeue still lists as queued or running ([] where squeue is not installed)."""
-    wanted = {str(job_id) for job_id in job_ids if job_id}
-    if not wanted or shutil.which("squeue") is None:
-        return []
-    try:
-        listed = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T"],
-                                capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as error:
-        raise SlurmQueryError(f"squeue failed: {error}") from None
-    if listed.returncode != 0:
-        raise SlurmQueryError(f"squeue failed: {listed.stderr.strip() or listed.returncode}")
-    states = dict(line.split("|", 1) for line in listed.stdout.split() if "|" in line)
-    return sorted((job_id for job_id in wanted if states.get(job_id, "COMPLETED") not in FINISHED_STATES),
-                  key=lambda job_id: [int(part) for part in job_id.split("_") if part.isdigit()])
+def live_jobs(job_names) -> dict[str, list[str]]:
+    """Job name → ids of its jobs that squeue still lists as queued or running ({} where squeue is not installed)."""
+    names = sorted({str(name) for name in job_names if name})
+    if not names or shutil.which("squeue") is None:
+        return {}
+    alive: dict[str, list[str]] = {}
+    for start in range(0, len(names), 100):
+        try:
+            listed = subprocess.run(["squeue", "--noheader", "--states=all", "--format=%i|%T|%j",
+                                     "--name=" + ",".join(names[start:start + 100])],
+                                    capture_output=True, text=True, timeout=60)
+        except (OSError, subprocess.TimeoutExpired) as error:
+            raise SlurmQueryError(f"squeue failed: {error}") from None
+        if listed.returncode != 0:
+            raise SlurmQueryError(f"squeue failed: {listed.stderr.strip() or listed.returncode}")
+        for line in listed.stdout.splitlines():
+            job_id, state, name = line.strip().split("|", 2)
+            if state not in FINISHED_STATES:
+                alive.setdefault(name, []).append(job_id)
+    return {name: sorted(ids, key=_job_order) for name, ids in alive.items()}
+
+
+def _job_order(job_id: str) -> list[int]:
+    return [int(part) for part in job_id.split("_") if part.isdigit()]

@@ -30,6 +30,8 @@ class Study:
         self.calibrations = list(selection.get("calibration") or config.get("calibration", {}))
         self.methods = list(selection.get("methods") or config.get("methods", {}))
         self.test_sets = [DEFAULT_TEST_SET, *((config.get("evaluation") or {}).get("sets") or {})]
+        self._model_specs: dict = {}
+        self.classes: list[str] = []
         self.check()
         self.check_evaluation_sets()
 
@@ -76,7 +78,7 @@ class Study:
         self._check_side_env_entries()
 
     def _check_models(self) -> None:
-        """Every selected model resolves (files, factory, input size) and has one output per dataset class."""
+        """Every model entry resolves (files, factory, input size); selected ones have one output per class."""
         from synthcal.data import DataError, dataset_classes
 
         try:
@@ -96,7 +98,7 @@ class Study:
         """The resolved ``models.<name>`` entry (kind, input spec, output count); checked once per run."""
         from synthcal.models import ModelConfigError, model_spec
 
-        cache = self.__dict__.setdefault("_model_specs", {})
+        cache = self._model_specs
         if name not in cache:
             if name not in self.config["models"]:
                 raise ConfigError(f"model {name!r} is not defined under `models:` (defined: "

@@ -78,7 +78,7 @@ def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), tim
     one_thread = [f"{rule}=1" for rule in ("quantize", "evaluate_int8", "evaluate_fp32", "calibration_quality",
                                            "calibration_set")]
     command = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-               "--cores", str(cores), "--set-threads", *one_thread, *args,
+               "--cores", str(cores), *args, "--set-threads", *one_thread,  # (targets in args: before the list)
                "--configfile", str(REPO / "config.yaml"), *map(str, configs)]
     return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
 

@@ -16,7 +16,7 @@ import sys
 import numpy as np
 import pytest
 import yaml
-from conftest import REPO, require_side_env
+from conftest import REPO, require_side_env, run_snakemake
 
 from synthcal import fractal
 from synthcal.datumaro_fractal import COLOURISER_FILES, DatumaroError, check_datumaro_spec, missing_colouriser_files
@@ -163,3 +163,19 @@ def test_a_datumaro_set_is_routed_to_the_side_environment(tmp_path):
     assert run.returncode == 0, output[-3000:]
     jobs = dict(re.findall(r"^(\w+)\s+(\d+)$", output, re.MULTILINE))
     assert jobs.get("calibration_set_datumaro") == "1" and jobs.get("calibration_set") == "1", output[-3000:]
+
+
+@pytest.mark.slow
+def test_workflow_builds_a_datumaro_set(tmp_path):
+    require_side_env()
+    config = {"study": {"models": ["resnet20"], "calibration": ["fractal_dm"], "methods": ["default"]},
+              "calibration": {"fractal_dm": {"kind": "fractal", "backend": "datumaro", "count": 2}}}
+    path = tmp_path / "config.yaml"
+    path.write_text(yaml.safe_dump(config))
+    target = "results/calib/fractal_dm/32x32/set.npz"
+    run = run_snakemake(tmp_path / "work", path, args=(target,), timeout=900)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    image_set = load_image_set(tmp_path / "work" / target)
+    assert image_set.images.shape == (2, 32, 32, 3) and image_set.provenance["backend"] == "datumaro"
+    log = (tmp_path / "work" / "results" / "logs" / "calib" / "fractal_dm" / "32x32.log").read_text()
+    assert "colouriser skipped" in log  # said where the user looks

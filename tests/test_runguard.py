@@ -7,13 +7,15 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
+import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 from conftest import REPO, shared_path
 
-from synthcal.runguard import RunGuardError, claim_workdir, refuse_live_jobs
+from synthcal.runguard import RunGuardError, claim_workdir, earlier_slurm_runs, refuse_orphans
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -44,11 +46,35 @@ def test_claim_is_exclusive_names_the_holder_and_dies_with_it(tmp_path):
     assert child.returncode == 0, child.stderr
 
 
-def test_jobs_unknown_to_squeue_are_not_alive():
-    refuse_live_jobs(set())  # nothing recorded: nothing to check
+def test_earlier_runs_are_read_from_this_directorys_snakemake_logs(tmp_path):
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    (logs / "2026-01-01T000000.000000.snakemake.log").write_text("Building DAG of jobs...\nSLURM run ID: synthcal_a\n")
+    (logs / "2026-01-02T000000.000000.snakemake.log").write_text("Nothing to be done.\n")
+    old = logs / "2025-01-01T000000.000000.snakemake.log"
+    old.write_text("SLURM run ID: synthcal_old\n")
+    os.utime(old, (time.time() - 40 * 86400,) * 2)  # older than any job can live
+    assert earlier_slurm_runs(tmp_path / ".snakemake") == ["synthcal_a"]
+    assert earlier_slurm_runs(tmp_path / "nothing-here") == []
+    refuse_orphans([])  # no earlier SLURM run: nothing to ask squeue
+
+
+def test_live_jobs_of_an_earlier_run_are_refused_until_cancelled():
     if not _squeue_answers():
         pytest.skip("squeue is not installed or no SLURM controller answers (bring one up: .ci/slurm-single-node.sh)")
-    refuse_live_jobs({"999999999"})  # long gone (or never was): not alive
+    name = f"synthcal_guardtest_{uuid.uuid4()}"
+    job = subprocess.run(["sbatch", "--parsable", "--job-name", name, "--output", "/dev/null", "--mem", "10",
+                          "--wrap", "sleep 300"], capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        with pytest.raises(RunGuardError, match=rf"\({job} of run {name}\).*scancel --name {name}"):
+            refuse_orphans([name, "synthcal_never_ran"])
+    finally:
+        subprocess.run(["scancel", job], check=True)
+    deadline = time.monotonic() + 30
+    while subprocess.run(["squeue", "--noheader", "--name", name, "--states=PENDING,RUNNING,COMPLETING"],
+                         capture_output=True, text=True).stdout.strip() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    refuse_orphans([name])  # cancelled: no longer alive
 
 
 def _squeue_answers() -> bool:
@@ -68,8 +94,8 @@ def _snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedP
 def test_guard_refuses_a_second_run_and_snakemake_drops_other_runs_locks(tmp_path):
     train = shared_path("data", "cifar10-lossless", "train")
     config = tmp_path / "guard.yaml"
-    config.write_text(yaml.safe_dump({"study": {"models": ["resnet20"], "calibration": ["noise"], "methods": ["default"]},
-                                      "gan_training": {"guarded": {"data_folder": str(train)}}}))
+    study = {"models": ["resnet20"], "calibration": ["noise"], "methods": ["default"]}
+    config.write_text(yaml.safe_dump({"study": study, "gan_training": {"guarded": {"data_folder": str(train)}}}))
     target = "results/gan/guarded/real.npz"
 
     holder = _hold(tmp_path / ".snakemake")  # a run in progress

@@ -27,6 +27,8 @@ REQUIRE = os.environ.get("SYNTHCAL_REQUIRE_SLURM") == "1"  # .ci/run: a missing 
 SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+)")
 FINISHED = re.compile(r"Finished jobid: (\d+) \(Rule: (\w+)\)")
 SUBMITTED_IDS = re.compile(r"Job (\d+) has been submitted with SLURM jobid \d+")
+# .ci/slurm-single-node.sh makes a second, non-default partition; there is no accounting, so any account goes
+STEERED = {"SBATCH_PARTITION": "second", "SBATCH_ACCOUNT": "synthcal-test"}
 LIVE = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING", "CONFIGURING", "REQUEUED", "RESIZING", "STOPPED"}
 
 
@@ -156,10 +158,11 @@ def _freeze(run_id: str, timeout: float = 300) -> list[str]:
 class Run:
     """The README command in the background, its output in a file."""
 
-    def __init__(self, workdir: Path, extra: list[str], name: str):
+    def __init__(self, workdir: Path, extra: list[str], name: str, env: dict | None = None):
         self.log = workdir / f"{name}.log"
         command = [sys.executable, "-m", *readme_command(), "-d", str(workdir), *extra]
         self.process = subprocess.Popen(command, cwd=REPO, stdout=self.log.open("w"), stderr=subprocess.STDOUT,
+                                        env={**os.environ, **(env or {})},
                                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
     @property
@@ -213,8 +216,8 @@ def slurm_runs(tmp_path_factory):
     runs: dict = {"workdir": workdir, "jobcomp": Path(cluster["JobCompLoc"])}
     started: list[Run] = []
 
-    def start(name: str, *targets: str) -> Run:
-        run = Run(workdir, [*targets, *configs], name)
+    def start(name: str, *targets: str, env: dict | None = None) -> Run:
+        run = Run(workdir, [*targets, *configs], name, env)
         started.append(run)
         return run
 
@@ -228,7 +231,7 @@ def slurm_runs(tmp_path_factory):
             if (workdir / ".snakemake" / "locks").exists() else []
         same = runs["same"] = start("same")  # the killed run's targets, while it still runs
         runs["same_rc"] = same.wait(600)
-        runs["orphans"] = _freeze(killed.run_id)
+        runs["orphans"] = _freeze(killed.run_id)  # alive however short they are
         killed.process.send_signal(signal.SIGKILL)
         killed.wait(60)
         runs["unlock"] = subprocess.run([sys.executable, "-m", *readme_command(), "-d", str(workdir), "--unlock",
@@ -246,7 +249,7 @@ def slurm_runs(tmp_path_factory):
         interrupted.process.send_signal(signal.SIGINT)
         runs["interrupted_rc"] = interrupted.wait(300)
         runs["alive_after_sigint"] = _live(interrupted.run_id, settle=30)
-        terminated = runs["terminated"] = start("terminated")
+        terminated = runs["terminated"] = start("terminated", env=STEERED)  # also: the sbatch variables steer it
         terminated.wait_until_mid_run()
         terminated.process.send_signal(signal.SIGTERM)
         runs["terminated_rc"] = terminated.wait(600)
@@ -294,8 +297,25 @@ def test_every_job_ran_as_a_slurm_job_of_its_run(slurm_runs):
     done = Counter()
     for name in ("killed", "interrupted", "terminated", "rerun"):
         done += _assert_slurm_jobs(slurm_runs[name], slurm_runs["jobcomp"])
-    assert done == dag, f"finished SLURM jobs per rule {dict(done)} != the DAG's jobs {dict(dag)}"
+    assert done <= dag, f"a job ran twice: finished SLURM jobs per rule {dict(done)}, the DAG's {dict(dag)}"
+    # an orphan frozen just after its rule's work was done leaves complete outputs: nothing reruns it
+    submissions = r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/"
+    rules = dict(re.findall(submissions, slurm_runs["killed"].text))
+    assert dag - done <= Counter(rules[job] for job in slurm_runs["orphans"]), f"{dict(done)} != {dict(dag)}"
     assert "--latency-wait 60" in slurm_runs["batch_script"], "the slurm profile's latency-wait did not reach jobs"
+
+
+@pytest.mark.slow
+def test_partition_and_account_default_to_the_clusters_or_follow_sbatch_variables(slurm_runs):
+    records = _completed_jobs(slurm_runs["jobcomp"])
+    default = subprocess.run(["sinfo", "--noheader", "--format=%P"], capture_output=True, text=True).stdout.split()
+    default = [name.rstrip("*") for name in default if name.endswith("*")]
+    for name in ("killed", "interrupted", "rerun"):
+        for job in slurm_runs[name].submitted().values():
+            assert (records[job]["Partition"], records[job]["Account"]) == (default[0], ""), records[job]
+    steered = slurm_runs["terminated"].submitted().values()
+    assert steered and all(records[job]["Partition"] == STEERED["SBATCH_PARTITION"] for job in steered)
+    assert all(records[job]["Account"] == STEERED["SBATCH_ACCOUNT"] for job in steered)
 
 
 @pytest.mark.slow
@@ -356,10 +376,11 @@ def test_hard_kill_orphans_block_the_rerun_until_cancelled(slurm_runs):
     blocked = slurm_runs["blocked"]
     assert slurm_runs["unlock"].returncode == 0, slurm_runs["unlock"].stderr[-2000:]
     assert slurm_runs["blocked_rc"] != 0 and not blocked.submitted(), blocked.text[-3000:]
-    named = re.search(r"SLURM jobs ([\d_ ]+) of an earlier, killed run are still queued or running", blocked.text)
+    killed = slurm_runs["killed"]
+    named = re.search(rf"still queued or running \(([\d_ ]+) of run {killed.run_id}\)", blocked.text)
     assert named, blocked.text[-3000:]
     # the frozen orphans, and any job the killed run submitted in its last moment and still running
-    assert set(slurm_runs["orphans"]) <= set(named.group(1).split()) <= set(slurm_runs["killed"].submitted().values())
-    assert f"scancel {named.group(1)})" in blocked.text
+    assert set(slurm_runs["orphans"]) <= set(named.group(1).split()) <= set(killed.submitted().values())
+    assert f"Cancel them (scancel --name {killed.run_id})" in blocked.text
     records = _completed_jobs(slurm_runs["jobcomp"])
     assert {records[job]["JobState"] for job in slurm_runs["orphans"]} == {"CANCELLED"}
