@@ -19,8 +19,10 @@ MUNGE_PID=/run/munge/munged.pid
 die() { echo "slurm-single-node: $*" >&2; exit 1; }
 need_root() { [ "$(id -u)" -eq 0 ] || die "run as root (it installs packages, writes $CONF and starts daemons)"; }
 
-alive() {  # alive PIDFILE: the pid in it names a running process
-  [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() {  # alive PIDFILE: the pid in it names a running process (not a zombie)
+  local pid
+  [ -s "$1" ] && pid=$(cat "$1") && kill -0 "$pid" 2>/dev/null \
+    && ! grep -qE '^State:[[:space:]]+Z' "/proc/$pid/status" 2>/dev/null
 }
 
 stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 10 s, then KILL
@@ -28,8 +30,8 @@ stop_pid() {  # stop_pid NAME PIDFILE: TERM, wait up to 10 s, then KILL
   alive "$pidfile" || { rm -f "$pidfile"; return 0; }
   pid=$(cat "$pidfile")
   kill -TERM "$pid"
-  for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$pid" 2>/dev/null; then kill -KILL "$pid"; echo "killed $name ($pid)"; else echo "stopped $name ($pid)"; fi
+  for _ in $(seq 100); do alive "$pidfile" || break; sleep 0.1; done
+  if alive "$pidfile"; then kill -KILL "$pid"; echo "killed $name ($pid)"; else echo "stopped $name ($pid)"; fi
   rm -f "$pidfile"
 }
 
@@ -73,6 +75,7 @@ JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE/jobcomp.log
 ReturnToService=2
+DefMemPerCPU=1000
 MinJobAge=300
 $node State=UNKNOWN
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
@@ -109,16 +112,22 @@ cmd_up() {
   need_root
   command -v slurmctld >/dev/null || die "slurmctld is not installed: run '$0 install' first"
   mkdir -p "$STATE"
-  if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid"; then
+  if alive "$STATE/slurmctld.pid" && alive "$STATE/slurmd.pid" && scontrol ping >/dev/null 2>&1; then
     echo "already up"
     return
   fi
   write_conf
   : >"$STATE/started"
   start_munge
-  alive "$STATE/slurmctld.pid" || slurmctld
+  # a fresh cluster every time: no jobs left over from daemons that were killed (their state would be out of sync)
+  stop_pid slurmd "$STATE/slurmd.pid"
+  stop_pid slurmctld "$STATE/slurmctld.pid"
+  rm -rf "${STATE:?}/ctld" "${STATE:?}/d"
+  mkdir -p "$STATE/ctld" "$STATE/d"
+  [ ! -f "$STATE/jobcomp.log" ] || mv "$STATE/jobcomp.log" "$STATE/jobcomp.log.previous"
+  slurmctld -c
   wait_for 20 "slurmctld answering" scontrol ping
-  alive "$STATE/slurmd.pid" || slurmd
+  slurmd
   wait_for 30 "node $(hostname -s) idle" node_idle
   echo "up: $(sinfo -h -o '%P %D nodes %c CPUs %m MB %T')"
 }

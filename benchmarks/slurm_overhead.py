@@ -89,8 +89,10 @@ def main() -> None:
             print(f"{slurm_ids[job]:>9}  {latency:13.1f}s  {queued:5.0f}s  {running:5.0f}s  {late:10.0f}s")
         else:
             print(f"{slurm_ids[job]:>9}  {latency:13.1f}s")
+    within = sum(latency <= 15 for latency in latencies)
     print(f"\nsubmit → noticed finished, per short job: median {statistics.median(latencies):.1f} s "
-          f"(min {min(latencies):.1f}, max {max(latencies):.1f}) over {len(latencies)} jobs")
+          f"(min {min(latencies):.1f}, max {max(latencies):.1f}; {within} of {len(latencies)} within 15 s), "
+          f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     if in_job and compute:
         print(f"  of which inside the SLURM job (two Snakemake starts, srun, the rule's work): median "
               f"{statistics.median(in_job):.0f} s (1 s resolution); the rule's own work: median "

@@ -1,8 +1,10 @@
 """The README's SLURM command on a real SLURM cluster (.ci/slurm-single-node.sh brings one up on Debian).
 
-One small slice of the DAG goes through a hard kill (its orphaned SLURM job blocks the rerun until cancelled as the
-README says), a run refused by the run guard, a SIGTERM mid-run, a rerun that completes and a run with nothing to
-do. Every job that finished must have been a SLURM job of that run, as slurmctld's completion log records it.
+One small slice of the DAG (resnet20, two small calibration sets, 300 test images) goes through: a run hard-killed
+mid-run while two others are refused by the run guard; a rerun refused until the killed run's orphaned SLURM jobs
+are cancelled as the README says; Ctrl-C mid-run; SIGTERM mid-run (with SBATCH_PARTITION/SBATCH_ACCOUNT set); a
+rerun that completes; a run with nothing to do. Every job that finished must have been a SLURM job of its run, as
+slurmctld's completion log (jobcomp/filetxt, no accounting database needed) records it.
 """
 
 from __future__ import annotations
@@ -93,6 +95,21 @@ def test_partition_and_account_follow_sbatch_environment(monkeypatch):
     assert slurm.partition() == ""  # the plugin then takes the cluster's default partition
     assert isinstance(slurm.account(), str)
     slurm.account.cache_clear()
+
+
+@pytest.mark.parametrize("gpus", [None, 1])
+def test_gan_training_asks_for_a_gpu_only_when_its_config_does(tmp_path, gpus):
+    entry = {"data_folder": str(tmp_path)} | ({"gpus": gpus} if gpus else {})
+    config = tmp_path / "gpu.yaml"
+    config.write_text(yaml.safe_dump({"study": {"models": ["resnet20"], "calibration": ["noise"],
+                                                "methods": ["default"]}, "gan_training": {"gpu_test": entry}}))
+    target = "results/gan/gpu_test/generator.pt"
+    dry = subprocess.run([sys.executable, "-m", "snakemake", "-n", "-d", str(tmp_path), target,
+                          "--configfile", str(REPO / "config.yaml"), str(config)],
+                         cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    resources = re.search(r"rule train_distylegan:.*?resources: ([^\n]*)", dry.stdout, re.S).group(1)
+    assert f"gpu={gpus or 0}," in resources  # the SLURM executor sends gpu=N as --gpus=N (none for 0)
 
 
 # ------------------------------------------------------------------------------------------------ real cluster
