@@ -256,6 +256,10 @@ def test_onnx_with_dynamic_size_needs_input_size(tmp_path):
     with pytest.raises(ModelConfigError, match=r"models.dyn.input.size is not set and the ONNX input's spatial"):
         model_spec("dyn", {"kind": "onnx", "path": str(path)})
     assert model_spec("dyn", {"kind": "onnx", "path": str(path), "input": {"size": [40, 40]}}).input.size == (40, 40)
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"not an onnx model")
+    with pytest.raises(ModelConfigError, match=r"models.bad.path: not a readable ONNX model"):
+        model_spec("bad", {"kind": "onnx", "path": str(corrupt), "input": {"size": [32, 32]}})
 
 
 def test_sha256_mismatch_refuses_the_file(example, tmp_path):

@@ -44,7 +44,7 @@ def resolve(name: str, entry: dict) -> ModelSpec:
     if entry.get("path"):
         try:
             dims, out_dims = graph_shapes(Path(entry["path"]).expanduser())
-        except (onnx.onnx_cpp2py_export.checker.ValidationError, ValueError, OSError) as error:
+        except Exception as error:  # protobuf decode errors, missing files, bad graphs
             raise ModelConfigError(f"{key}.path: not a readable ONNX model ({error})") from error
         if len(dims) != 4:
             raise ModelConfigError(f"{key}: the ONNX input has shape {dims}; expected NCHW images")
