@@ -41,8 +41,6 @@ include: "rules/gan.smk"
 rule all:
     default_target: True
     input:
-        study.fp32_metrics(),
-        study.int8_metrics(),
-        study.extra_set_metrics(),
+        study.evaluation_files("metrics"),
         study.quality(),
         study.report(),

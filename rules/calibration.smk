@@ -8,7 +8,7 @@ rule calibration_set:
         preview="results/calib/{calib}/{size}/preview.png",
     params:
         spec=lambda w: config["calibration"][w.calib],
-        classes=lambda w: study.classes,
+        classes=study.classes,
     conda:
         "../envs/synthcal.yaml"
     log:
@@ -29,7 +29,7 @@ rule calibration_set_for_model:
         preview="results/calib/{calib}/{size}/{model}/preview.png",
     params:
         spec=lambda w: config["calibration"][w.calib],
-        classes=lambda w: study.classes,
+        classes=study.classes,
         model=lambda w: study.model_entry(w.model),
     conda:
         "../envs/synthcal.yaml"

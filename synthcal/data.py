@@ -139,20 +139,27 @@ def decode_image(data: bytes, name: str, size=32) -> np.ndarray:
         raise DataError(f"cannot read image {name}: {error}") from error
 
 
+def image_files(folder: Path) -> list[Path]:
+    """The image files under a directory, sorted."""
+    return [file for file in sorted(folder.rglob("*")) if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
+
+
+def containing_archive(path: Path) -> Path | None:
+    """The file an ``archive.tar.gz[/inner/dir]`` path points into (the path itself when it is a file; else None)."""
+    return next((candidate for candidate in (path, *path.parents) if candidate.is_file()), None)
+
+
 def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
     """Yield (class folder or '', file name, bytes) from a directory or from ``archive.tar[.gz]/inner/dir``."""
-    archive_path, inner = root, ""
-    while not archive_path.exists() and archive_path != archive_path.parent:
-        inner = f"{archive_path.name}/{inner}" if inner else archive_path.name
-        archive_path = archive_path.parent
     if root.is_dir():
-        for file in sorted(root.rglob("*")):
-            if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES:
-                relative = file.relative_to(root)
-                label_dir = relative.parts[0] if len(relative.parts) > 1 else ""
-                yield label_dir, str(file), file.read_bytes()
+        for file in image_files(root):
+            relative = file.relative_to(root)
+            label_dir = relative.parts[0] if len(relative.parts) > 1 else ""
+            yield label_dir, str(file), file.read_bytes()
         return
-    if not archive_path.is_file() or not tarfile.is_tarfile(archive_path):
+    archive_path = containing_archive(root)
+    inner = str(root.relative_to(archive_path)) if archive_path else ""
+    if archive_path is None or not tarfile.is_tarfile(archive_path):
         raise DataError(f"image folder {root} does not exist")
     prefix = inner.rstrip("/") + "/" if inner else ""
     with tarfile.open(archive_path) as archive:

@@ -46,11 +46,10 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
 
     Test images are resized to the IR's input size with the policy it was exported with.
     """
-    from synthcal.models.preprocessing import resize_images, resize_policy
+    from synthcal.models.preprocessing import ir_input_size, resize_images, resize_policy
 
     model = ov.Core().read_model(str(xml_path))
-    shape = model.input(0).get_partial_shape()
-    size, policy = (shape[2].get_length(), shape[3].get_length()), resize_policy(model)
+    size, policy = ir_input_size(model), resize_policy(model)
     images = resize_images(test_set.images, size, policy)
     compiled = compile_model(model, precision_hint)
     infer_logits(compiled, images[:batch_size])  # warm-up, not timed

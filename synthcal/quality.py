@@ -162,13 +162,6 @@ def reference_subset(pool: ImageSet, count: int = 5000, seed: int = 0) -> ImageS
     return ImageSet(pool.images[indices], pool.labels[indices], pool.provenance)
 
 
-def ir_input_size(xml_path) -> tuple[int, int]:
-    import openvino as ov
-
-    shape = ov.Core().read_model(str(xml_path)).input(0).get_partial_shape()
-    return shape[2].get_length(), shape[3].get_length()
-
-
 def reference_at_size(pool: ImageSet, size, count: int = 5000) -> ImageSet:
     """``reference_subset`` resized to a model's input size."""
     from synthcal.calibration import resize_set
@@ -179,6 +172,7 @@ def reference_at_size(pool: ImageSet, size, count: int = 5000) -> ImageSet:
 def quality_from_files(model_name: str, inputs, out_path, reference_count: int = 5000) -> dict:
     """Workflow entry: quality statistics of one calibration set under one FP32 model (its IR)."""
     from synthcal.io import load_image_set, write_json
+    from synthcal.models.preprocessing import ir_input_size
 
     calibration = load_image_set(inputs.calibration)
     reference = reference_at_size(load_image_set(inputs.train), ir_input_size(inputs.xml), reference_count)

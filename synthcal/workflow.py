@@ -141,10 +141,6 @@ class Study:
             return _folder_files(spec["path"])
         return self.generator_files(calib)
 
-    def data_config(self) -> dict:
-        """``data:`` with its class list resolved, so every split and set labels classes the same way."""
-        return {**self.config["data"], "classes": self.classes}
-
     def model_entry(self, model: str) -> dict:
         """What a model's jobs need to resolve it again: its name and config entry."""
         return {"name": model, "entry": self.config["models"][model] or {}}
@@ -194,14 +190,8 @@ class Study:
     def cells(self) -> list[tuple[str, str, str]]:
         return [(m, c, q) for m in self.models for c in self.calibrations for q in self.methods]
 
-    def fp32_metrics(self) -> list[str]:
-        return [f"{RESULTS}/eval/{m}/fp32/metrics.json" for m in self.models]
-
     def export_infos(self) -> list[str]:
         return [f"{RESULTS}/models/{m}/export.json" for m in self.models]
-
-    def int8_metrics(self) -> list[str]:
-        return [f"{RESULTS}/eval/{m}/{c}/{q}/metrics.json" for m, c, q in self.cells()]
 
     def quantize_infos(self) -> list[str]:
         return [f"{RESULTS}/quantized/{m}/{c}/{q}/quantize.json" for m, c, q in self.cells()]
@@ -213,11 +203,6 @@ class Study:
         return sorted({self.calibration_preview(c, m) for m in self.models for c in self.calibrations})
 
     # evaluations on every test set: the study's split (paths above) and each of `evaluation.sets`
-    def test_set_file(self, test_set: str) -> str:
-        if test_set == DEFAULT_TEST_SET:
-            return f"{RESULTS}/data/test.npz"
-        return f"{RESULTS}/data/eval/{test_set}.npz"
-
     def evaluation_options(self) -> dict:
         """The evaluator's settings (precision hint, batch size): adding a test set does not re-run evaluations."""
         return {k: v for k, v in (self.config.get("evaluation") or {}).items() if k != "sets"}
@@ -251,9 +236,6 @@ class Study:
     def evaluation_files(self, kind: str) -> list[str]:
         """``metrics`` or ``predictions`` of every evaluation (all test sets)."""
         return [record[kind] for record in self.evaluations()]
-
-    def extra_set_metrics(self) -> list[str]:
-        return [r["metrics"] for r in self.evaluations() if r["test_set"] != DEFAULT_TEST_SET]
 
     def report_study(self) -> dict:
         """What the report script needs to know about the grid (passed as the rule's params)."""
@@ -326,15 +308,13 @@ class Study:
 
 def _folder_files(path: str) -> list[str]:
     """Every image file under a folder (sorted), or the tarball a folder path points into."""
-    from synthcal.data import IMAGE_SUFFIXES
+    from synthcal.data import containing_archive, image_files
 
     folder = Path(os.path.expanduser(path))
     if folder.is_dir():
-        return sorted(str(file) for file in folder.rglob("*") if file.suffix.lower() in IMAGE_SUFFIXES)
-    for parent in folder.parents:
-        if parent.is_file():
-            return [str(parent)]
-    return []
+        return [str(file) for file in image_files(folder)]
+    archive = containing_archive(folder)
+    return [str(archive)] if archive else []
 
 
 def _must_exist(path, key: str, archive_ok: bool = False) -> None:
@@ -344,9 +324,10 @@ def _must_exist(path, key: str, archive_ok: bool = False) -> None:
     if candidate.exists():
         return
     if archive_ok:  # a folder inside a tarball: some/archive.tar.gz/inner/dir
-        for parent in candidate.parents:
-            if parent.is_file():
-                return
+        from synthcal.data import containing_archive
+
+        if containing_archive(candidate):
+            return
     raise ConfigError(f"{key}: {path} does not exist")
 
 

@@ -18,6 +18,7 @@ from conftest import REPO, SHARED, run_snakemake, shared_path
 
 from synthcal.data import read_image_folder
 from synthcal.evaluate import evaluate_ir
+from synthcal.io import file_digest
 from synthcal.models import ModelConfigError, model_spec
 from synthcal.models.checkpoint import CheckpointError
 from synthcal.models.export import export_model, fetch_network
@@ -154,7 +155,7 @@ def test_grid_runs_for_every_kind_and_reports_the_users_names(grid_run):
         assert metrics["agreement_with_fp32"] > 0.5
     export = json.loads((results / "models" / "their_onnx" / "export.json").read_text())
     assert export["kind"] == "onnx" and export["model_spec"]["config"]["path"] == str(files["onnx"])
-    assert list(export["source_files"].values())[0] == _sha256(results / "weights" / "their_onnx.onnx")
+    assert list(export["source_files"].values())[0] == file_digest(results / "weights" / "their_onnx.onnx")
     datafree = np.load(results / "calib" / "datafree" / "32x32" / "their_torch" / "set.npz")
     assert datafree["images"].shape == (40, 32, 32, 3)
 
@@ -179,12 +180,6 @@ def test_folder_set_rebuilds_when_an_image_is_added(grid_run):
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0 and "results/calib/folder/32x32/set.npz" in output
     assert "results/calib/noise/32x32/set.npz" not in output
-
-
-def _sha256(path) -> str:
-    from synthcal.io import file_digest
-
-    return file_digest(path)
 
 
 # ---------------------------------------------------------------- bad input, each named

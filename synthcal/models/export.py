@@ -52,8 +52,7 @@ def export_model(spec: ModelSpec, network_files: list[str], xml_path, info_path,
     images = resize_images(parity_images, spec.input.size, spec.input.resize)
     openvino = infer_logits(compile_model(xml_path, "f32"), images)
     if classes is not None and openvino.shape[1] != len(classes):
-        for path in (xml_path, xml_path.with_suffix(".bin")):
-            path.unlink(missing_ok=True)
+        _remove_ir(xml_path)
         raise ValueError(f"{spec.key} has {openvino.shape[1]} outputs but the dataset has {len(classes)} classes "
                          f"({', '.join(classes)})")
     reference = spec.module.reference_logits(spec, network_files, images, options)
@@ -76,12 +75,17 @@ def export_model(spec: ModelSpec, network_files: list[str], xml_path, info_path,
                           "max_abs_diff": max_abs_diff, "tolerance": tolerance, "precision_hint": "f32",
                           "top1_match": float((reference.argmax(1) == openvino[:compared].argmax(1)).mean())}
         if not max_abs_diff <= tolerance:
-            for path in (xml_path, xml_path.with_suffix(".bin")):
-                path.unlink(missing_ok=True)
+            _remove_ir(xml_path)
             raise ParityError(f"{spec.key}: OpenVINO vs {info['parity']['reference']} max |Δlogit| = "
                               f"{max_abs_diff:.3g} > {tolerance} (export.parity_tolerance)")
     write_json(info_path, info)
     return info
+
+
+def _remove_ir(xml_path: Path) -> None:
+    """A refused IR leaves nothing behind."""
+    for path in (xml_path, xml_path.with_suffix(".bin")):
+        path.unlink(missing_ok=True)
 
 
 def _check_outputs(spec: ModelSpec, network: ov.Model) -> None:

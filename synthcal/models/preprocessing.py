@@ -87,6 +87,13 @@ def parse_size_name(name: str) -> tuple[int, int]:
     return int(height), int(width)
 
 
+def ir_input_size(model: ov.Model | str) -> tuple[int, int]:
+    """(H, W) of an IR's image input (a path or a read model)."""
+    model = model if isinstance(model, ov.Model) else ov.Core().read_model(str(model))
+    shape = model.input(0).get_partial_shape()
+    return shape[2].get_length(), shape[3].get_length()
+
+
 def resize_policy(model: ov.Model) -> str:
     """The resize policy an IR was exported with (kept in its rt_info; bilinear when absent)."""
     return model.get_rt_info(RT_INFO_RESIZE).astype(str) if model.has_rt_info(RT_INFO_RESIZE) else "bilinear"
