@@ -28,9 +28,11 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
     return core.compile_model(source, device, config)
 
 
-def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
-                 show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None) -> np.ndarray:
-    """Logits for uint8 NHWC images, in batches through one infer request.
+def infer_outputs(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
+                  show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None
+                  ) -> list[np.ndarray]:
+    """Every output of the model for uint8 NHWC images (float32, one array per output), in batches through one
+    infer request.
 
     ``batch_seconds``: a list to append each batch's inference time to (throughput measurements).
 
@@ -39,16 +41,25 @@ def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int
     core busy.
     """
     request = compiled.create_infer_request()
-    logits = []
+    outputs: list[list[np.ndarray]] = [[] for _ in compiled.outputs]
     with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
         for start in range(0, len(images), batch_size):
             batch = to_model_input(images[start:start + batch_size])
             started = time.perf_counter()
-            logits.append(request.infer({0: batch})[compiled.output(0)].copy())
+            results = request.infer({0: batch})
             if batch_seconds is not None:
                 batch_seconds.append(time.perf_counter() - started)
+            for collected, output in zip(outputs, compiled.outputs, strict=True):
+                collected.append(results[output].copy())
             bar.update(len(batch))
-    return np.concatenate(logits).astype(np.float32) if logits else np.zeros((0, 10), np.float32)
+    return [np.concatenate(collected).astype(np.float32) for collected in outputs] if len(images) else []
+
+
+def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
+                 show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None) -> np.ndarray:
+    """Logits (the first output) for uint8 NHWC images; see ``infer_outputs``."""
+    outputs = infer_outputs(compiled, images, batch_size, show_progress, desc, batch_seconds)
+    return outputs[0] if outputs else np.zeros((0, 10), np.float32)
 
 
 def runtime_precisions(compiled: ov.CompiledModel) -> dict[str, str]:

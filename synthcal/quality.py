@@ -60,7 +60,7 @@ def predict_with_features(model, images_uint8: np.ndarray, batch_size: int = 256
 def _openvino_logits_and_features(model, images_uint8: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     import openvino as ov
 
-    from synthcal.inference import compile_model, to_model_input
+    from synthcal.inference import compile_model, infer_outputs
 
     model = model if isinstance(model, ov.Model) else ov.Core().read_model(str(model))
     model = model.clone()
@@ -69,16 +69,9 @@ def _openvino_logits_and_features(model, images_uint8: np.ndarray, batch_size: i
         data = [value for value in matmuls[-1].inputs() if value.get_source_output().get_node().get_type_name()
                 != "Constant"]
         model.add_outputs([data[0].get_source_output() if data else matmuls[-1].input_value(0)])
-    compiled = compile_model(model, "f32")
-    request = compiled.create_infer_request()
-    logits, features = [], []
-    for start in range(0, len(images_uint8), batch_size):
-        outputs = request.infer({0: to_model_input(images_uint8[start:start + batch_size])})
-        batch_logits = outputs[compiled.output(0)].astype(np.float64)
-        logits.append(batch_logits)
-        batch_features = outputs[compiled.output(len(compiled.outputs) - 1)].astype(np.float64)
-        features.append(batch_features.reshape(len(batch_features), -1))
-    return np.concatenate(logits), np.concatenate(features)
+    outputs = infer_outputs(compile_model(model, "f32"), images_uint8, batch_size)
+    logits, features = outputs[0], outputs[-1]
+    return logits.astype(np.float64), features.reshape(len(features), -1).astype(np.float64)
 
 
 def frechet_distance(feats_a: np.ndarray, feats_b: np.ndarray, eps: float = 1e-6) -> float:
