@@ -242,13 +242,14 @@ def slurm_runs(tmp_path_factory):
         # 1. A run, hard-killed mid-run: its SLURM job goes on. Meanwhile two other runs are refused.
         killed = runs["killed"] = start("killed")
         killed.wait_until_mid_run()
+        # frozen at once: its jobs stay alive (and the run in progress) however long the next two runs take
+        runs["orphans"] = _freeze(killed.run_id)
         outside = runs["outside"] = start("outside", "results/gan/outside/real.npz")  # shares no file with it
         runs["outside_rc"] = outside.wait(600)
         runs["locks_after_outside"] = sorted(os.listdir(workdir / ".snakemake" / "locks")) \
             if (workdir / ".snakemake" / "locks").exists() else []
         same = runs["same"] = start("same")  # the killed run's targets, while it still runs
         runs["same_rc"] = same.wait(600)
-        runs["orphans"] = _freeze(killed.run_id)  # alive however short they are
         killed.process.send_signal(signal.SIGKILL)
         killed.wait(60)
         runs["unlock"] = subprocess.run([sys.executable, "-m", *readme_command(), "-d", str(workdir), "--unlock",
