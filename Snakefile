@@ -34,6 +34,7 @@ include: "rules/calibration.smk"
 include: "rules/quantize.smk"
 include: "rules/sideenv.smk"
 include: "rules/evaluation.smk"
+include: "rules/timing.smk"
 include: "rules/report.smk"
 include: "rules/gan.smk"
 
@@ -43,4 +44,5 @@ rule all:
     input:
         study.evaluation_files("metrics"),
         study.quality(),
+        study.timing_files(),
         study.report(),

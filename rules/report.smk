@@ -7,6 +7,7 @@ rule report:
         quantize=study.quantize_infos(),
         quality=study.quality(),
         previews=study.previews(),
+        timing=study.timing_files(),
     output:
         summary=report(
             "results/report/summary.csv",

@@ -29,12 +29,14 @@ from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
 from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
 from synthcal.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
+from synthcal.timing import FP32  # noqa: E402
 
 SUMMARY_COLUMNS = [
     "model", "test_set", "precision", "calibration", "method", "untrained", "top1", "top1_ci_low", "top1_ci_high",
     "top5", "fp32_top1", "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high", "mcnemar_p",
     "distinguishable_from_fp32", "agreement_with_fp32", "agreement_ci_low", "agreement_ci_high", "flip_rate",
-    "int8_only_correct", "fp32_only_correct", "images_per_second", "fp32_images_per_second", "speedup",
+    "int8_only_correct", "fp32_only_correct", "images_per_second", "images_per_second_low",
+    "images_per_second_high", "fp32_images_per_second", "speedup", "speedup_low", "speedup_high", "speed_repeats",
     "quantization_seconds", "calibration_kind", "calibration_images", "calibration_samples_used", "float_layers",
     "aa_baseline_metric", "aa_final_metric", "aa_validation", "flagged", "num_images", "test_set_lossy",
     "precision_hint",
@@ -71,8 +73,12 @@ class Evaluations:
         return ours, fp32, labels
 
 
-def summary_table(evaluations: Evaluations, config: dict) -> pd.DataFrame:
-    """One row per FP32 model and per cell on every test set, with the paired statistics against FP32."""
+def summary_table(evaluations: Evaluations, config: dict, timings: dict[str, dict]) -> pd.DataFrame:
+    """One row per FP32 model and per cell on every test set, with the paired statistics against FP32.
+
+    ``timings``: model → its ``results/timing/{model}.json`` (``synthcal.timing``), where every row's speed comes
+    from (the same on every test set); the evaluation jobs' own throughput is not used.
+    """
     options = _statistics_options(config)
     lossy = {name: bool(spec.get("lossy", False))
              for name, spec in ((config.get("evaluation") or {}).get("sets") or {}).items()}
@@ -83,6 +89,7 @@ def summary_table(evaluations: Evaluations, config: dict) -> pd.DataFrame:
         metrics = read_json(record["metrics"])
         row = {key: record[key] for key in ("model", "test_set", "precision", "calibration", "method")}
         row.update(_metric_fields(metrics), test_set_lossy=lossy.get(record["test_set"], False))
+        row.update(_speed_fields(timings, record))
         predictions, labels = _load_predictions(record["predictions"])
         top1 = wilson_rate(int((predictions == labels).sum()), len(labels), options["confidence"])
         row.update(top1_ci_low=top1.ci_low, top1_ci_high=top1.ci_high)
@@ -93,7 +100,6 @@ def summary_table(evaluations: Evaluations, config: dict) -> pd.DataFrame:
                 raise ValueError(f"{record['predictions']} does not match {record['metrics']}: re-run the evaluation")
             row.update(paired)
             row["delta_top1"] = metrics["delta_top1"]
-            row["speedup"] = metrics["images_per_second"] / metrics["fp32_images_per_second"]
             info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"]))
             row["quantization_seconds"] = info.get("quantization_seconds")
             row["calibration_kind"] = info.get("calibration_set", {}).get("kind")
@@ -128,9 +134,27 @@ def _true(table: pd.DataFrame, column: str) -> pd.Series:
 
 
 def _metric_fields(metrics: dict) -> dict:
-    keys = ("top1", "top5", "fp32_top1", "delta_top1", "agreement_with_fp32", "flip_rate", "images_per_second",
-            "fp32_images_per_second", "num_images", "precision_hint", "untrained")
+    keys = ("top1", "top5", "fp32_top1", "delta_top1", "agreement_with_fp32", "flip_rate", "num_images",
+            "precision_hint", "untrained")
     return {key: metrics[key] for key in keys if key in metrics}
+
+
+def _speed_fields(timings: dict[str, dict], record: dict) -> dict:
+    """An evaluation's images/s (and an INT8 cell's speed-up over FP32) from its model's timing file: medians of
+    the interleaved repeats, low/high = the lowest/highest repeat."""
+    timing = timings[record["model"]]
+    name = FP32 if record["precision"] == "fp32" else f"{record['calibration']}/{record['method']}"
+    if name not in timing["irs"]:
+        raise ValueError(f"the timing file of model {record['model']} has no {name} IR (timed: "
+                         f"{sorted(timing['irs'])}): re-run rule time_model")
+    speed = timing["irs"][name]["images_per_second"]
+    fields = {"images_per_second": speed["median"], "images_per_second_low": speed["min"],
+              "images_per_second_high": speed["max"], "speed_repeats": timing["repeats"]}
+    if name != FP32:
+        speedup = timing["irs"][name]["speedup"]
+        fields.update(fp32_images_per_second=timing["irs"][FP32]["images_per_second"]["median"],
+                      speedup=speedup["median"], speedup_low=speedup["min"], speedup_high=speedup["max"])
+    return fields
 
 
 def _statistics_options(config: dict) -> dict:
@@ -218,12 +242,14 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
             agreement = cell.agreement_with_fp32 * 100
             ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
                                                        [cell.agreement_ci_high * 100 - agreement]],
+                        xerr=[[cell.speedup - cell.speedup_low], [cell.speedup_high - cell.speedup]],
                         fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6)
             floats = int(cell.float_layers)
-            labels.append((cell.speedup, agreement, colours[cell.calibration],
+            labels.append((cell.speedup, agreement, colours[cell.calibration], cell.speedup_high,
                            f"{cell.calibration}/{cell.method}" + (f" · {floats} float" if floats else "")))
         ax.margins(x=0.25, y=0.08)
-        ax.set_xlabel("INT8 speed-up over FP32 (measured images/s)")
+        ax.set_xlabel(f"INT8 speed-up over FP32: median of {_repeats_text(cells)} interleaved repeats "
+                      "(bars: lowest to highest)")
         ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
         ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
         ax.grid(alpha=0.3)
@@ -236,15 +262,17 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
     _save_figure(fig, path)
 
 
-def _label_points(ax, points: list[tuple[float, float, tuple, str]]) -> None:
-    """Label each (x, y, colour, text) to its right, pushed up where it would cover another label or a point."""
+def _label_points(ax, points: list[tuple[float, float, tuple, float, str]]) -> None:
+    """Label each (x, y, colour, right, text) to the right of ``right`` (the end of its horizontal error bar),
+    pushed up where it would cover another label or a point."""
     figure = ax.figure
     figure.canvas.draw()  # settle limits, layout and transforms
     renderer = figure.canvas.get_renderer()
-    markers = [ax.transData.transform((x, y)) for x, y, _, _ in points]
+    markers = [ax.transData.transform((x, y)) for x, y, *_ in points]
     taken = []  # label boxes in pixels
-    for x, y, colour, text in sorted(points, key=lambda point: point[1]):
+    for x, y, colour, right, text in sorted(points, key=lambda point: point[1]):
         own = ax.transData.transform((x, y))
+        x = max(x, right)
         label = ax.annotate(text, (x, y), xytext=(9, -3), textcoords="offset points", fontsize=7, color=colour)
         for lift in range(0, 200, 2):
             label.set_position((9, -3 + lift))
@@ -259,15 +287,29 @@ def _label_points(ax, points: list[tuple[float, float, tuple, str]]) -> None:
                         arrowprops={"arrowstyle": "-", "color": colour, "lw": 0.5})
 
 
+def _repeats_text(rows: pd.DataFrame) -> str:
+    return "/".join(str(int(value)) for value in sorted(rows.speed_repeats.dropna().unique()))
+
+
 def _throughput(table: pd.DataFrame, test_set: str, path) -> None:
+    """Images/s from the timing step: FP32 (bar: lowest to highest repeat) and the median INT8 cell (bar: the
+    slowest to the fastest cell)."""
     rows = table[table.test_set == test_set]
-    fp32 = rows[rows.precision == "fp32"].set_index("model").images_per_second
-    int8 = rows[rows.precision == "int8"].groupby("model").images_per_second.median()
-    frame = pd.DataFrame({"FP32": fp32, "INT8 (median over cells)": int8})
-    fig, ax = plt.subplots(figsize=(1.6 * len(frame) + 3, 3.8), layout="constrained")
-    frame.plot.bar(ax=ax, rot=0, legend=False)
+    fp32 = rows[rows.precision == "fp32"].set_index("model")
+    int8 = rows[rows.precision == "int8"].groupby("model", sort=False).images_per_second
+    bars = [("FP32 (bar: lowest–highest repeat)", fp32.images_per_second, fp32.images_per_second_low,
+             fp32.images_per_second_high),
+            ("INT8, median cell (bar: slowest–fastest cell)", int8.median(), int8.min(), int8.max())]
+    models = list(fp32.index)
+    x = np.arange(len(models))
+    fig, ax = plt.subplots(figsize=(1.6 * len(models) + 3, 3.8), layout="constrained")
+    for offset, (label, median, low, high) in zip((-0.2, 0.2), bars, strict=True):
+        median, low, high = (series.reindex(models).to_numpy(dtype=float) for series in (median, low, high))
+        ax.bar(x + offset, median, 0.38, yerr=[median - low, high - median], capsize=3, label=label)
+    ax.set_xticks(x, models)
     ax.set_ylabel("images/s")
-    ax.set_title(f"Throughput on {_test_set_title(table, test_set)} (same precision hint)", fontsize=9)
+    ax.set_title(f"Throughput: median of {_repeats_text(rows)} interleaved repeats of the timing step (rule "
+                 "time_model)", fontsize=9)
     fig.legend(loc="outside lower center", ncol=2, fontsize=8)
     _save_figure(fig, path)
 
@@ -381,6 +423,32 @@ def _recommendation_html(recommendation: pd.DataFrame) -> str:
                           float_format=lambda v: f"{v:.4g}"))
 
 
+def _speed_method_html(timings: dict[str, dict]) -> str:
+    """How the speed figures were measured, from the timing files."""
+    settings = {(t["repeats"], t["images"], t["batch_size"], t["precision_hint"]) for t in timings.values()}
+    how = "; ".join(f"{repeats} repeats of {images:,} test images, batch {batch}, precision hint {hint}"
+                    for repeats, images, batch, hint in sorted(settings))
+    return ("<p>Speed is measured apart from the evaluations, in one timing job per model that runs alone on the "
+            "machine (rule <code>time_model</code>, <code>results/timing/{model}.json</code>): the FP32 IR and every "
+            "INT8 IR of the model, compiled and warmed up once, then timed interleaved: each repeat passes the same "
+            "images once through every IR, in a seeded shuffled order that is reversed the next repeat "
+            f"({html.escape(how)}). Images/s is the median over repeats; a speed-up is the median of the per-repeat "
+            "ratios INT8 / FP32 of the same repeat; bars and <code>_low</code>/<code>_high</code> columns span the "
+            "lowest and highest repeat. The evaluation jobs' own timings are not used.</p>")
+
+
+def _speed_consistency_html(table: pd.DataFrame, test_set: str) -> str:
+    """Per model: how far the speed-ups of fully quantized cells (the same graph in kind) lie from their median."""
+    int8 = table[(table.precision == "int8") & (table.test_set == test_set)]
+    items = []
+    for model, cells in int8[int8.float_layers == 0].groupby("model", sort=False):
+        median = cells.speedup.median()
+        deviation = float((cells.speedup / median - 1).abs().max())
+        items.append(f"<li>{html.escape(model)}: {len(cells)} cells with every layer in INT8, speed-up median "
+                     f"{median:.2f}×, all within ±{deviation * 100:.1f} % of it</li>")
+    return f"<ul>{''.join(items)}</ul>" if items else ""
+
+
 def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     """Write every report output; ``study`` is ``Study.report_study()``."""
     options = _statistics_options(config)
@@ -388,7 +456,8 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     flag_drop = float(report_config.get("flag_drop", 0.02))
     methods, test_sets = study["methods"], study["test_sets"]
     evaluations = Evaluations(study["evaluations"])
-    table = add_quality(summary_table(evaluations, config), inputs.quality)
+    timings = {model: read_json(path) for model, path in study["timing"].items()}
+    table = add_quality(summary_table(evaluations, config, timings), inputs.quality)
     kinds = {name: spec.get("kind") for name, spec in (config.get("calibration") or {}).items()}
     reference = reference_calibration(study["calibrations"], kinds, report_config.get("reference_calibration"))
     comparisons = (compare_calibrations(table, evaluations.predictions, reference, **options) if reference
@@ -426,7 +495,8 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
          + _recommendation_html(recommendation)),
         ("speed", "Speed vs agreement",
          "<p>Every cell: agreement with FP32 (share of test images with the same top-1 class, Wilson interval) "
-         "against measured INT8 speed-up; labels give calibration set / method and the layers left in float.</p>"
+         "against INT8 speed-up; labels give calibration set / method and the layers left in float.</p>"
+         + _speed_method_html(timings) + _speed_consistency_html(table, main_set)
          + _inline_png(outputs.speed_accuracy, "agreement vs speed-up per cell")),
         ("delta", f"Δ top-1 with {level} intervals",
          "<p>INT8 − FP32 top-1 on the same images: paired bootstrap over test images "
@@ -442,7 +512,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
          "<p>Δ agreement and Δ top-1 (this set − reference) with bootstrap CIs and McNemar p-values; "
          "also in <code>calibration_comparison.csv</code>.</p>"
          + _table_html(comparisons, index=False, float_format=lambda v: f"{v:.4g}")),
-        ("throughput", "Throughput", _inline_png(outputs.throughput, "throughput")),
+        ("throughput", "Throughput",
+         "<p>Images/s from the timing step (how: <a href='#speed'>Speed vs agreement</a>), the same on every test "
+         "set.</p>" + _inline_png(outputs.throughput, "throughput")),
         ("calibration-sets", "Calibration sets",
          _inline_png(outputs.previews, "calibration previews")
          + "".join(f"<h4>{html.escape(_preview_name(p))}</h4>{_inline_png(p, _preview_name(p))}"

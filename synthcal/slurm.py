@@ -47,6 +47,24 @@ def account() -> str:
     return lines[0] if listed.returncode == 0 and len(lines) == 1 else ""
 
 
+@functools.cache
+def node_cpus() -> int:
+    """CPUs of the smallest node of the partition jobs go to (``partition()``, else the cluster's default): what
+    rule time_model asks for beside ``--exclusive``, so that its job step may use the whole node it has to itself.
+    1 where sinfo cannot tell (the node is still the job's alone)."""
+    if shutil.which("sinfo") is None:
+        return 1
+    try:
+        listed = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%P|%c"], capture_output=True, text=True,
+                                timeout=30)
+    except (OSError, subprocess.TimeoutExpired):
+        return 1
+    chosen = partition()
+    cpus = [int(count) for name, _, count in (line.strip().partition("|") for line in listed.stdout.splitlines())
+            if count.strip().isdigit() and (name.rstrip("*") == chosen if chosen else name.endswith("*"))]
+    return min(cpus) if listed.returncode == 0 and cpus else 1
+
+
 def live_jobs(job_names) -> dict[str, list[str]]:
     """Job name → ids of its jobs that squeue still lists as queued or running ({} where squeue is not installed)."""
     names = sorted({str(name) for name in job_names if name})

@@ -240,7 +240,39 @@ class Study:
     def report_study(self) -> dict:
         """What the report script needs to know about the grid (passed as the rule's params)."""
         return {"models": self.models, "calibrations": self.calibrations, "methods": self.methods,
-                "test_sets": self.test_sets, "evaluations": self.evaluations()}
+                "test_sets": self.test_sets, "evaluations": self.evaluations(),
+                "timing": {model: self.timing_file(model) for model in self.models}}
+
+    # speed: one timing job per model (rule time_model), alone on the machine; the report's speed-ups
+    def timed_irs(self, model: str) -> list[dict]:
+        """The IRs rule time_model times together: the model's FP32 IR first, then the INT8 IR of each cell."""
+        irs = [{"name": "fp32", "precision": "fp32", "calibration": "", "method": "",
+                "xml": f"{RESULTS}/models/{model}/fp32.xml"}]
+        irs += [{"name": f"{calib}/{method}", "precision": "int8", "calibration": calib, "method": method,
+                 "xml": f"{RESULTS}/quantized/{model}/{calib}/{method}/int8.xml"}
+                for cell_model, calib, method in self.cells() if cell_model == model]
+        return irs
+
+    def timing_inputs(self, model: str) -> list[str]:
+        """Every file of the IRs in ``timed_irs`` (.xml and .bin)."""
+        return [path for ir in self.timed_irs(model) for path in (ir["xml"], ir["xml"][:-len(".xml")] + ".bin")]
+
+    def timing_options(self) -> dict:
+        """`timing:` (repeats, images) with the evaluator's batch size and precision hint, and the seed."""
+        from synthcal.timing import DEFAULT_IMAGES, DEFAULT_REPEATS
+
+        timing, evaluation = self.config.get("timing") or {}, self.config.get("evaluation") or {}
+        return {"repeats": int(timing.get("repeats", DEFAULT_REPEATS)),
+                "images": int(timing.get("images", DEFAULT_IMAGES)),
+                "batch_size": int(evaluation.get("batch_size", 100)),
+                "precision_hint": evaluation.get("precision_hint", "f32"), "seed": int(self.config.get("seed", 0))}
+
+    @staticmethod
+    def timing_file(model: str) -> str:
+        return f"{RESULTS}/timing/{model}.json"
+
+    def timing_files(self) -> list[str]:
+        return [self.timing_file(model) for model in self.models]
 
     def report(self) -> list[str]:
         return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/recommendation.csv",

@@ -72,6 +72,8 @@ CASES = {
                          ["evaluation.sets.jpeg10k.path", "no-such.tar.gz"]),
     "test-set-without-path": ("evaluation.sets.jpeg10k", {"source": "folder", "lossy": True}, ["jpeg10k", "path"]),
     "test-set-named-test": ("evaluation.sets.test", {"source": "folder", "path": "."}, ["evaluation", "test"]),
+    "timing-too-few-repeats": ("timing", {"repeats": 3}, ["timing", "repeats", "minimum of 5"]),
+    "timing-typo": ("timing", {"repats": 7}, ["timing", "repats"]),
 }
 
 

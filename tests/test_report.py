@@ -17,7 +17,9 @@ import pytest
 from PIL import Image
 
 from synthcal.browser import check_page, find_chromium
+from synthcal.io import write_json
 from synthcal.report import build_report
+from synthcal.timing import interleaved_order, timing_record
 
 N = 2000
 # calibration → (kind, method, images whose FP32 class the INT8 model changes, float layers, INT8 images/s)
@@ -30,6 +32,9 @@ CELLS = {
     ("noise", "accuracy_aware"): ("noise", 60, 3, 2350.0),
 }
 FP32_SPEED = 1000.0
+# the timing step's repeats: the whole machine's pace per repeat, and each INT8 pass's own wobble around it
+PACE = np.array([1.0, 0.8, 1.1, 1.05, 0.9])
+WOBBLE = np.array([1.0, 0.97, 1.04, 1.01, 0.99])
 
 
 def _predictions(labels: np.ndarray, flips: int, offset: int) -> np.ndarray:
@@ -56,16 +61,18 @@ def report_dir(tmp_path_factory) -> tuple[Path, dict]:
     fp32_top1 = float((fp32 == labels).mean())
     records = [{"test_set": "test", "model": "resnet20", "precision": "fp32", "calibration": "", "method": "",
                 "dir": str(root / "eval/fp32")}]
+    # the evaluation jobs' own throughput (a single pass beside other jobs) is off on purpose: the report must
+    # take speed from the timing step
     _write_evaluation(root / "eval/fp32", fp32, labels,
-                      {"top1": fp32_top1, "top5": 1.0, "num_images": N, "images_per_second": FP32_SPEED})
+                      {"top1": fp32_top1, "top5": 1.0, "num_images": N, "images_per_second": FP32_SPEED / 3})
     for index, ((calib, method), (kind, flips, float_layers, speed)) in enumerate(CELLS.items()):
         predictions = _predictions(labels, flips, 200 + 7 * index)
         top1 = float((predictions == labels).mean())
         directory = root / f"eval/{calib}/{method}"
         _write_evaluation(directory, predictions, labels, {
             "top1": top1, "top5": 1.0, "num_images": N, "fp32_top1": fp32_top1, "delta_top1": top1 - fp32_top1,
-            "agreement_with_fp32": float((predictions == fp32).mean()), "images_per_second": speed,
-            "fp32_images_per_second": FP32_SPEED})
+            "agreement_with_fp32": float((predictions == fp32).mean()), "images_per_second": speed * (1 + index),
+            "fp32_images_per_second": FP32_SPEED / 3})
         quantize = root / f"quantized/{calib}/{method}/quantize.json"
         quantize.parent.mkdir(parents=True, exist_ok=True)
         quantize.write_text(json.dumps({"calibration_set": {"kind": kind}, "quantization_seconds": 1.0,
@@ -74,6 +81,14 @@ def report_dir(tmp_path_factory) -> tuple[Path, dict]:
                         "method": method, "dir": str(directory), "quantize": str(quantize)})
     for record in records:
         record.update(metrics=f"{record['dir']}/metrics.json", predictions=f"{record['dir']}/predictions.npz")
+    irs = [{"name": "fp32", "precision": "fp32", "calibration": "", "method": "", "xml": "fp32.xml"}]
+    irs += [{"name": f"{calib}/{method}", "precision": "int8", "calibration": calib, "method": method,
+             "xml": f"{calib}/{method}/int8.xml"} for calib, method in CELLS]
+    speeds = {"fp32": FP32_SPEED * PACE} | {f"{calib}/{method}": speed * PACE * WOBBLE
+                                            for (calib, method), (*_, speed) in CELLS.items()}
+    timing = root / "timing/resnet20.json"
+    write_json(timing, timing_record("resnet20", irs, speeds, order=interleaved_order(list(speeds), len(PACE)),
+                                     images=1000, batch_size=100, precision_hint="f32", seed=0))
     preview = root / "calib/noise/preview.png"
     preview.parent.mkdir(parents=True)
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(preview)
@@ -86,7 +101,8 @@ def report_dir(tmp_path_factory) -> tuple[Path, dict]:
     config = {"seed": 0, "calibration": {name: {"kind": kind} for (name, _), (kind, *_) in CELLS.items()},
               "report": {"bootstrap_resamples": 2000}}
     study = {"models": ["resnet20"], "calibrations": ["cifar10", "fractal", "noise"],
-             "methods": ["default", "accuracy_aware"], "test_sets": ["test"], "evaluations": records}
+             "methods": ["default", "accuracy_aware"], "test_sets": ["test"], "evaluations": records,
+             "timing": {"resnet20": str(timing)}}
     build_report(SimpleNamespace(quality=[], previews=[str(preview)]), outputs, study, config)
     return out, {"fp32": fp32, "labels": labels}
 
@@ -102,13 +118,29 @@ def test_summary_intervals_contain_estimates_and_mark_known_differences(report_d
         assert row.agreement_ci_low < row.agreement_with_fp32 < row.agreement_ci_high
         assert row.delta_top1_ci_low <= row.delta_top1 <= row.delta_top1_ci_high
         assert row.delta_top1_ci_high > row.delta_top1_ci_low
+        # speed from the timing step: median over repeats of the same-repeat ratio, low/high its extremes
         assert row.speedup == pytest.approx(speed / FP32_SPEED) and row.float_layers == float_layers
+        assert (row.speedup_low, row.speedup_high) == pytest.approx((speed / FP32_SPEED * 0.97,
+                                                                      speed / FP32_SPEED * 1.04))
+        assert row.images_per_second == pytest.approx(np.median(speed * PACE * WOBBLE))
+        assert row.fp32_images_per_second == pytest.approx(FP32_SPEED) and row.speed_repeats == len(PACE)
         excludes_zero = row.delta_top1_ci_high < 0 or row.delta_top1_ci_low > 0
         assert bool(row.distinguishable_from_fp32) == (excludes_zero and row.mcnemar_p < 0.05)
     assert bool(int8.loc[("noise", "default")].distinguishable_from_fp32)  # 140 flips, nearly all to wrong
     assert not bool(int8.loc[("fractal", "accuracy_aware")].distinguishable_from_fp32)  # 4 flips: p = 0.125
     fp32 = summary[summary.precision == "fp32"].iloc[0]
     assert fp32.top1_ci_low < fp32.top1 < fp32.top1_ci_high
+    assert (fp32.images_per_second, fp32.images_per_second_low, fp32.images_per_second_high) == pytest.approx(
+        (FP32_SPEED, FP32_SPEED * 0.8, FP32_SPEED * 1.1))
+
+
+def test_report_says_how_speed_is_measured(report_dir):
+    out, _ = report_dir
+    page = (out / "index.html").read_text()
+    assert "time_model" in page and "median over repeats" in page and "not used" in page
+    assert "5 repeats of 1,000 test images, batch 100" in page
+    # the fully quantized cells: 2.5, 2.3, 2.45 → median 2.45, the farthest 6.1 % below it
+    assert "3 cells with every layer in INT8, speed-up median 2.45×, all within ±6.1 %" in page
 
 
 def test_calibration_sets_are_compared_with_real_data(report_dir):

@@ -346,6 +346,24 @@ def test_report_is_produced(slurm_runs):
 
 
 @pytest.mark.slow
+def test_timing_job_had_a_node_to_itself(slurm_runs):
+    """Rule time_model (the report's speed) asks for --exclusive and all the node's CPUs: no other job overlaps it."""
+    from synthcal.slurm import node_cpus
+
+    records = _completed_jobs(slurm_runs["jobcomp"])
+    submissions = r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/"
+    timed = [job for name in ("killed", "interrupted", "terminated", "rerun")
+             for job, rule in re.findall(submissions, slurm_runs[name].text)
+             if rule == "time_model" and records.get(job, {}).get("JobState") == "COMPLETED"]
+    assert len(timed) == 1, timed
+    timing = records[timed[0]]
+    assert int(timing["ProcCnt"]) == node_cpus() > 0  # every CPU of the (single) node
+    overlapping = [job for job, record in records.items() if job != timed[0] and record["StartTime"] != "Unknown"
+                   and record["StartTime"] < timing["EndTime"] and record["EndTime"] > timing["StartTime"]]
+    assert overlapping == [], [records[job] for job in overlapping]
+
+
+@pytest.mark.slow
 def test_second_run_does_nothing(slurm_runs):
     again = slurm_runs["again"]
     assert slurm_runs["again_rc"] == 0, again.text[-3000:]

@@ -90,6 +90,46 @@ def test_report_matches_metrics(slice_run):
         assert calibration in html
 
 
+def _jobs_beside(log: str, rule: str) -> list[str]:
+    """Jobs that ran at the same time as a job of ``rule``, from a Snakemake log's job start and finish lines."""
+    running: dict[str, str] = {}
+    beside, starting = [], None
+    for line in log.splitlines():
+        if started := re.match(r"(?:local)?rule (\w+):$", line):
+            starting = started.group(1)
+        elif (jobid := re.match(r"\s+jobid: (\d+)$", line)) and starting:
+            if starting == rule:
+                beside += list(running.values())
+            elif rule in running.values():
+                beside.append(starting)
+            running[jobid.group(1)], starting = starting, None
+        elif finished := re.match(r"Finished jobid: (\d+)", line):
+            running.pop(finished.group(1), None)
+    return beside
+
+
+def test_speed_comes_from_a_timing_step_that_ran_alone(slice_run):
+    workdir, _, _ = slice_run
+    results = workdir / "results"
+    timing = json.loads((results / "timing" / "resnet20.json").read_text())
+    _, calibrations, methods = SLICE
+    assert sorted(timing["irs"]) == sorted(["fp32", *(f"{c}/{m}" for c in calibrations for m in methods)])
+    assert (timing["repeats"], timing["images"], timing["batch_size"]) == (7, 300, 100)  # defaults; 300 test images
+    assert all(len(entry["images_per_second"]["repeats"]) == 7 for entry in timing["irs"].values())
+    assert all(sorted(repeat) == sorted(timing["irs"]) for repeat in timing["order"])
+    summary = pd.read_csv(results / "report" / "summary.csv")
+    for row in summary.itertuples():  # every test set's rows: the speed does not depend on the images
+        entry = timing["irs"]["fp32" if row.precision == "fp32" else f"{row.calibration}/{row.method}"]
+        assert row.images_per_second == pytest.approx(entry["images_per_second"]["median"], rel=1e-5)
+        if row.precision == "int8":
+            assert row.speedup == pytest.approx(entry["speedup"]["median"], rel=1e-5)
+            assert row.speedup_low <= row.speedup <= row.speedup_high and row.speed_repeats == 7
+    assert (results / "benchmarks" / "timing" / "resnet20.tsv").is_file()
+    logs = [path.read_text() for path in (workdir / ".snakemake" / "log").glob("*.snakemake.log")]
+    log = next(text for text in logs if re.search(r"^(local)?rule time_model:", text, re.M))
+    assert _jobs_beside(log, "time_model") == []  # threads = every core: nothing ran beside it
+
+
 def test_report_in_a_real_browser(slice_run):
     """Rule report_screenshot opens index.html in headless Chromium at 1280 px and fails on console errors,
     network requests or horizontal overflow; the first screen lands beside the report."""
@@ -137,8 +177,9 @@ def test_nothing_to_redo_and_params_change_reruns_only_that_method(slice_run):
     dry = _snakemake(workdir, changed_path, "-n", "--rerun-triggers", "params")
     output = dry.stdout + dry.stderr
     assert dry.returncode == 0, output
-    assert "results/quantized/resnet20/cifar10/default/int8.xml" in output
-    assert "results/quantized/resnet20/cifar10/accuracy_aware/int8.xml" not in output
+    assert "output: results/quantized/resnet20/cifar10/default/int8.xml" in output
+    assert "output: results/quantized/resnet20/cifar10/accuracy_aware/int8.xml" not in output
+    assert "output: results/timing/resnet20.json" in output  # one IR changes: its model is timed again
 
 
 def test_snakemake_report_builds_from_the_finished_run(slice_run):
