@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import numpy as np
 import openvino as ov
@@ -15,12 +14,24 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(images.transpose(0, 3, 1, 2), dtype=np.float32)
 
 
+def write_model_input(tensor: ov.Tensor, images: np.ndarray) -> None:
+    """``to_model_input`` written straight into an idle request's own input tensor: one pass, no copy."""
+    tensor.shape = [len(images), images.shape[3], images.shape[1], images.shape[2]]
+    np.copyto(tensor.data, images.transpose(0, 3, 1, 2))
+
+
 def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f32", num_streams: str | None = None,
-                  device: str = "CPU") -> ov.CompiledModel:
-    """Compile for the CPU; ``precision_hint='f32'`` stops this CPU from running "FP32" in bf16."""
+                  device: str = "CPU", performance_hint: str | None = "THROUGHPUT") -> ov.CompiledModel:
+    """Compile for the CPU; ``precision_hint='f32'`` stops this CPU from running "FP32" in bf16.
+
+    ``performance_hint``: THROUGHPUT (default: several streams, each with its own infer request in
+    ``infer_outputs``) or LATENCY (one stream using every core); ``num_streams`` overrides its stream count.
+    """
     config: dict = {}
     if precision_hint:
         config["INFERENCE_PRECISION_HINT"] = precision_hint
+    if performance_hint:
+        config["PERFORMANCE_HINT"] = performance_hint.upper()
     if num_streams:
         config["NUM_STREAMS"] = num_streams
     core = ov.Core()
@@ -29,36 +40,67 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
 
 
 def infer_outputs(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
-                  show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None
-                  ) -> list[np.ndarray]:
-    """Every output of the model for uint8 NHWC images (float32, one array per output), in batches through one
-    infer request.
+                  show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None,
+                  num_requests: int | None = None) -> list[np.ndarray]:
+    """Every output of the model for uint8 NHWC images (float32, one array per output, in input order), in
+    batches over ``num_requests`` infer requests running at once (default: the compiled model's
+    OPTIMAL_NUMBER_OF_INFER_REQUESTS, one per stream).
 
-    ``batch_seconds``: a list to append each batch's inference time to (throughput measurements).
+    As benchmark_app does: the next batch goes to whichever request finishes first (the request
+    ``get_idle_request_id`` names is the one ``start_async`` takes), after its outputs are copied out and
+    the batch is written into its own input tensor (``write_model_input``). No Python callback: an
+    AsyncInferQueue with one can deadlock when its compiled model is destroyed (the stream threads wait for
+    the GIL the destructor holds); its built-in callbacks take no GIL. No zero-copy inputs either
+    (``share_inputs=True``): they crashed the process here (double free) once compiled models came and went.
+    Each batch is computed the same way whichever request runs it, so the outputs are the same bytes as one
+    synchronous request's on the same compiled model.
 
-    Synchronous on purpose: an AsyncInferQueue with a Python callback can deadlock when its compiled model
-    is destroyed (the stream threads wait for the GIL the destructor holds); a batch already keeps every
-    core busy.
+    ``batch_seconds``: a list to append each batch's inference latency to (OpenVINO's own timing of the
+    request). With several requests running at once these overlap, so throughput is images / wall time,
+    not batch size / latency.
     """
-    request = compiled.create_infer_request()
-    outputs: list[list[np.ndarray]] = [[] for _ in compiled.outputs]
+    starts = range(0, len(images), batch_size)
+    if not len(starts):
+        return []
+    count = num_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+    queue = ov.AsyncInferQueue(compiled, max(1, min(count, len(starts))))
+    running: dict[int, int] = {}  # request id → start of the batch it runs
+    outputs: list[np.ndarray] = []
+
+    def collect(slot: int) -> int:
+        request, start = queue[slot], running.pop(slot)
+        if batch_seconds is not None:
+            batch_seconds.append(request.latency / 1000)
+        for index in range(len(compiled.outputs)):
+            result = request.get_output_tensor(index).data
+            if len(outputs) == index:
+                outputs.append(np.empty((len(images), *result.shape[1:]), np.float32))
+            outputs[index][start:start + len(result)] = result
+        return len(result)
+
     with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
-        for start in range(0, len(images), batch_size):
-            batch = to_model_input(images[start:start + batch_size])
-            started = time.perf_counter()
-            results = request.infer({0: batch})
-            if batch_seconds is not None:
-                batch_seconds.append(time.perf_counter() - started)
-            for collected, output in zip(outputs, compiled.outputs, strict=True):
-                collected.append(results[output].copy())
-            bar.update(len(batch))
-    return [np.concatenate(collected).astype(np.float32) for collected in outputs] if len(images) else []
+        try:
+            for start in starts:
+                slot = queue.get_idle_request_id()  # waits, GIL released, for the first request to finish
+                if slot in running:
+                    bar.update(collect(slot))
+                write_model_input(queue[slot].get_input_tensor(0), images[start:start + batch_size])
+                queue.start_async(userdata=start)
+                if queue.userdata[slot] != start:
+                    raise RuntimeError(f"AsyncInferQueue started another request than {slot}, the idle one")
+                running[slot] = start
+        finally:
+            queue.wait_all()
+        for slot in list(running):
+            bar.update(collect(slot))
+    return outputs
 
 
 def infer_logits(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
-                 show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None) -> np.ndarray:
+                 show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None,
+                 num_requests: int | None = None) -> np.ndarray:
     """Logits (the first output) for uint8 NHWC images; see ``infer_outputs``."""
-    outputs = infer_outputs(compiled, images, batch_size, show_progress, desc, batch_seconds)
+    outputs = infer_outputs(compiled, images, batch_size, show_progress, desc, batch_seconds, num_requests)
     return outputs[0] if outputs else np.zeros((0, 10), np.float32)
 
 

@@ -8,6 +8,7 @@ from conftest import shared_path
 
 from synthcal.data import read_image_folder
 from synthcal.evaluate import write_evaluation
+from synthcal.inference import compile_model, infer_logits
 from synthcal.models import model_spec
 from synthcal.models.export import ParityError, export_model
 from synthcal.models.pytorch import torch_logits
@@ -37,11 +38,24 @@ def test_fp32_top1_and_openvino_equals_pytorch(exported):
                                show_progress=False)
     assert len(test) == 1000 and metrics["top1"] == pytest.approx(0.925)
     assert metrics["precision_hint"] == "f32" and metrics["images_per_second"] > 0
+    assert metrics["performance_hint"] == "THROUGHPUT" and metrics["infer_requests"] >= 1
+    assert metrics["images_per_second"] == pytest.approx(1000 / metrics["inference_seconds"])
     assert 0.9 < metrics["top5"] <= 1.0 and len(metrics["per_class_top1"]) == 10
     with np.load(out / "predictions.npz") as saved:
         openvino_predictions = saved["predictions"]
     pytorch_predictions = torch_logits(load_zoo_classifier("resnet20", weights), test.images).argmax(1)
     np.testing.assert_array_equal(openvino_predictions, pytorch_predictions)
+
+
+def test_throughput_path_repeats_its_bytes_and_matches_latency_predictions(exported):
+    test, _, out, _ = exported
+    throughput = compile_model(out / "fp32.xml")  # the evaluator's compile: THROUGHPUT, its own request count
+    logits = infer_logits(throughput, test.images)
+    assert infer_logits(throughput, test.images).tobytes() == logits.tobytes()
+    assert infer_logits(throughput, test.images, num_requests=1).tobytes() == logits.tobytes()
+    latency = infer_logits(compile_model(out / "fp32.xml", performance_hint="LATENCY"), test.images)
+    np.testing.assert_array_equal(logits.argmax(1), latency.argmax(1))
+    np.testing.assert_allclose(logits, latency, rtol=1e-4, atol=1e-4)
 
 
 def test_parity_gate_fails_and_leaves_nothing(exported, tmp_path):
