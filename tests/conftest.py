@@ -5,12 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+
+from synthcal.models.cifar_zoo import synthetic_state_dict  # noqa: F401 - tests import it from here
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SYNTHCAL_SHARED", REPO.parent / "shared")).resolve()
@@ -27,27 +27,6 @@ def shared_path(*parts: str) -> Path:
 @pytest.fixture
 def reference_dir() -> Path:
     return shared_path("reference")
-
-
-def synthetic_state_dict(model: torch.nn.Module, stats: dict, prefix: str = "") -> dict:
-    """The ARCHITECTURES.md synthetic weights recipe; running stats come from ``stats[prefix + key]``."""
-    state = {}
-    for key, tensor in model.state_dict().items():
-        shape = tuple(tensor.shape)
-        rng = np.random.default_rng(zlib.crc32(key.encode()))
-        if key.endswith("num_batches_tracked"):
-            state[key] = torch.zeros(shape, dtype=torch.int64)
-            continue
-        if key.endswith(("running_mean", "running_var")):
-            value = stats[prefix + key]
-        elif key.endswith("bias"):
-            value = rng.normal(0, 0.1, shape)
-        elif len(shape) == 1:
-            value = rng.uniform(0.5, 1.5, shape)
-        else:
-            value = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
-        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
-    return state
 
 
 class TinyClassifier(torch.nn.Module):

@@ -13,8 +13,10 @@ from __future__ import annotations
 import copy
 import functools
 import json
+import zlib
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -437,3 +439,25 @@ def zoo_info(name: str) -> dict:
     """Release facts of a model: ``url``, ``sha256_prefix``, ``sha256`` (or None), ``top1``, ``top5``."""
     _check_name(name)
     return dict(_zoo_table()[name])
+
+
+def synthetic_state_dict(model: nn.Module, stats: dict, prefix: str = "") -> dict:
+    """The synthetic weights recipe of ../shared/reference/ARCHITECTURES.md (for architectures whose real weights
+    are missing): seeded by each key's CRC32; running statistics come from ``stats[prefix + key]``."""
+    state = {}
+    for key, tensor in model.state_dict().items():
+        shape = tuple(tensor.shape)
+        rng = np.random.default_rng(zlib.crc32(key.encode()))
+        if key.endswith("num_batches_tracked"):
+            state[key] = torch.zeros(shape, dtype=torch.int64)
+            continue
+        if key.endswith(("running_mean", "running_var")):
+            value = stats[prefix + key]
+        elif key.endswith("bias"):
+            value = rng.normal(0, 0.1, shape)
+        elif len(shape) == 1:
+            value = rng.uniform(0.5, 1.5, shape)
+        else:
+            value = rng.normal(0, np.sqrt(2 / np.prod(shape[1:])), shape)
+        state[key] = torch.from_numpy(np.asarray(value, dtype=np.float32))
+    return state
