@@ -15,7 +15,7 @@ rule calibration_set:
         "results/logs/calib/{calib}/{size}.log",
     benchmark:
         "results/benchmarks/calib/{calib}/{size}.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/calibration_set.py"
 
@@ -57,6 +57,6 @@ rule calibration_quality:
         "results/logs/quality/{model}/{calib}.log",
     benchmark:
         "results/benchmarks/quality/{model}/{calib}.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/calibration_quality.py"

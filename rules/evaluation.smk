@@ -43,7 +43,7 @@ rule evaluate_fp32_on_set:
         "results/logs/eval/{model}/fp32/sets/{test_set}.log",
     benchmark:
         "results/benchmarks/eval/{model}/fp32/sets/{test_set}.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/evaluate.py"
 
@@ -68,6 +68,6 @@ rule evaluate_int8_on_set:
         "results/logs/eval/{model}/{calib}/{method}/sets/{test_set}.log",
     benchmark:
         "results/benchmarks/eval/{model}/{calib}/{method}/sets/{test_set}.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/evaluate.py"

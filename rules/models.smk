@@ -63,6 +63,6 @@ rule evaluate_fp32:
         "results/logs/eval/{model}/fp32.log",
     benchmark:
         "results/benchmarks/eval/{model}/fp32.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/evaluate.py"

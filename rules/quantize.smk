@@ -17,7 +17,7 @@ rule quantize:
         "results/logs/quantize/{model}/{calib}/{method}.log",
     benchmark:
         "results/benchmarks/quantize/{model}/{calib}/{method}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
     script:
@@ -44,6 +44,6 @@ rule evaluate_int8:
         "results/logs/eval/{model}/{calib}/{method}.log",
     benchmark:
         "results/benchmarks/eval/{model}/{calib}/{method}.tsv"
-    threads: 2
+    threads: 1
     script:
         "../workflow_scripts/evaluate.py"

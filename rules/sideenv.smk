@@ -56,7 +56,7 @@ rule quantize_pot:
         "results/logs/quantize/{model}/{calib}/{method}.log",
     benchmark:
         "results/benchmarks/quantize/{model}/{calib}/{method}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=4000,
     shell:

@@ -128,5 +128,8 @@ def test_precision_auto_follows_the_cpu_and_bad_values_are_refused():
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert resolve_precision("auto") == ("bf16" if native else "fp32")
     assert resolve_precision("fp32") == "fp32"
+    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.BatchNorm2d(8))
+    assert resolve_precision("auto", depthwise) == "fp32"
+    assert resolve_precision("auto", nn.Sequential(nn.Conv2d(3, 8, 3))) == resolve_precision("auto")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16")

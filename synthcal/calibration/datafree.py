@@ -46,11 +46,13 @@ DEFAULTS = {
 }
 
 
-def resolve_precision(precision: str) -> str:
-    """``auto``: bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX), else fp32."""
+def resolve_precision(precision: str, model: nn.Module | None = None) -> str:
+    """``auto``: bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX) and the network has no
+    grouped (e.g. depthwise) convolutions, whose bf16 kernels run slower than float32 here; else fp32."""
     if precision == "auto":
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        return "bf16" if native else "fp32"
+        grouped = model is not None and any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
+        return "bf16" if native and not grouped else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     return precision
@@ -190,7 +192,7 @@ def invert_batchnorm(
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0, got {jitter}")
 
-    precision = resolve_precision(precision)
+    precision = resolve_precision(precision, model)
     was_training = model.training
     model.eval()
     stat_loss = _BatchNormStatLoss(model)
