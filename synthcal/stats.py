@@ -4,7 +4,9 @@ Every comparison here is paired: both sides answer for the same images, so the q
 discordant images (right for one, wrong for the other). Three tools, each from scipy:
 
 - a difference of two rates (Δ top-1, Δ agreement) with a percentile bootstrap CI that resamples *images*
-  (``scipy.stats.bootstrap`` on the per-image differences, seeded);
+  (seeded). Each per-image difference is -1, 0 or +1, so a resample of n images is fully described by how many
+  of each it draws: one multinomial draw of n per resample is the same bootstrap distribution as drawing n
+  image indices, at O(1) instead of O(n) per resample (10,000 test images: about 1,000 times faster);
 - the exact McNemar test: under "no difference" each discordant image is a fair coin, so the p-value is a
   two-sided binomial test on the discordant counts (``scipy.stats.binomtest``);
 - a single rate (agreement with FP32, top-1) with a Wilson score interval.
@@ -87,9 +89,12 @@ def paired_difference(a: np.ndarray, b: np.ndarray, *, seed: int = 0, resamples:
     if a_only + b_only == 0:
         low = high = 0.0
     else:
-        result = stats.bootstrap((difference,), np.mean, n_resamples=resamples, confidence_level=confidence,
-                                 method="percentile", rng=np.random.default_rng(seed), batch=1000)
-        low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+        n = len(a)
+        draws = np.random.default_rng(seed).multinomial(n, [a_only / n, b_only / n, 1 - (a_only + b_only) / n],
+                                                        size=resamples)
+        means = (draws[:, 0] - draws[:, 1]) / n
+        alpha = (1 - confidence) / 2
+        low, high = (float(value) for value in np.percentile(means, [100 * alpha, 100 * (1 - alpha)]))
     p_value = mcnemar_exact(a_only, b_only)
     distinguishable = (low > 0 or high < 0) and p_value < 1 - confidence
     return PairedDifference(estimate, low, high, p_value, a_only, b_only, len(a), distinguishable)
