@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
+
+from synthcal.timing import consistency
 
 
 def main() -> int:
@@ -48,8 +49,7 @@ def main() -> int:
         if not fully:
             print("  no cell with every layer in INT8")
             continue
-        median = statistics.median(speedup["median"] for speedup in fully.values())
-        worst = max(abs(speedup["median"] / median - 1) for speedup in fully.values())
+        median, worst = consistency(speedup["median"] for speedup in fully.values())
         worst_overall = max(worst_overall, worst)
         print(f"  {len(fully)} fully quantized cells: median speed-up {median:.2f}×, the farthest "
               f"{worst * 100:.1f} % from it ({'within' if worst <= args.tolerance else 'OUTSIDE'} "

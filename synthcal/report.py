@@ -29,7 +29,7 @@ from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
 from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
 from synthcal.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
-from synthcal.timing import FP32  # noqa: E402
+from synthcal.timing import FP32, consistency  # noqa: E402
 
 SUMMARY_COLUMNS = [
     "model", "test_set", "precision", "calibration", "method", "untrained", "top1", "top1_ci_low", "top1_ci_high",
@@ -442,8 +442,7 @@ def _speed_consistency_html(table: pd.DataFrame, test_set: str) -> str:
     int8 = table[(table.precision == "int8") & (table.test_set == test_set)]
     items = []
     for model, cells in int8[int8.float_layers == 0].groupby("model", sort=False):
-        median = cells.speedup.median()
-        deviation = float((cells.speedup / median - 1).abs().max())
+        median, deviation = consistency(cells.speedup)
         items.append(f"<li>{html.escape(model)}: {len(cells)} cells with every layer in INT8, speed-up median "
                      f"{median:.2f}×, all within ±{deviation * 100:.1f} % of it</li>")
     return f"<ul>{''.join(items)}</ul>" if items else ""

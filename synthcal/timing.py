@@ -44,6 +44,14 @@ def spread(values) -> dict:
             "q1": q1, "q3": q3, "relative_iqr": (q3 - q1) / median, "relative_range": float(np.ptp(values)) / median}
 
 
+def consistency(speedups) -> tuple[float, float]:
+    """(median, largest relative deviation from it) of speed-ups that should agree, e.g. the cells with every
+    layer in INT8 (the same graph in kind)."""
+    values = np.asarray(list(speedups), dtype=float)
+    median = float(np.median(values))
+    return median, float(np.abs(values / median - 1).max())
+
+
 def timing_record(model: str, irs: list[dict], images_per_second: dict[str, list[float]], *, order: list[list[str]],
                   images: int, batch_size: int, precision_hint: str, seed: int, runtime: dict | None = None,
                   seconds: float | None = None) -> dict:
