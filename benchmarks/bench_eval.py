@@ -7,7 +7,8 @@ repeats).
 What each column times (same IR file, batch, INFERENCE_PRECISION_HINT f32, performance hint, streams and
 infer requests as the evaluator compiles with):
 - evaluator: ``evaluate_ir``'s images_per_second: wall time of its one pass over the test images after its
-  warm-up, uint8 NHWC → float32 NCHW conversion and output copies included.
+  warm-up: uint8 NHWC images written as stored, converted to float32 NCHW inside the compiled model
+  (``compile_model(uint8_images=True)``), output copies included.
 - benchmark_app: ``benchmark_app -m IR -data_shape [B,3,H,W] -inference_only true -hint H -infer_precision
   f32 -t T``: the dynamic-batch IR as the evaluator runs it, inputs filled once before a T-second loop
   (inference only). Its streams and infer requests are checked to equal the evaluator's (it takes

@@ -37,7 +37,8 @@ WARM_UP_IMAGES = 1000  # inferred untimed before evaluate_ir times its pass (few
 
 
 def throughput(images: int, seconds: float) -> float:
-    """Images/s over the wall time of a whole timed pass (input conversion and output copies included).
+    """Images/s over the wall time of a whole timed pass (uint8 input writes, the in-graph conversion and output
+    copies included).
 
     With several infer requests running at once, batches overlap, so a batch's latency says nothing about
     the rate; images / wall time is what a user of the evaluator gets, counted as benchmark_app counts frames.
@@ -59,7 +60,7 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
     model = ov.Core().read_model(str(xml_path))
     size, policy = ir_input_size(model), resize_policy(model)
     images = resize_images(test_set.images, size, policy)
-    compiled = compile_model(model, precision_hint)
+    compiled = compile_model(model, precision_hint, uint8_images=True)
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     warm_up = max(2 * requests * batch_size, WARM_UP_IMAGES)  # every stream, twice; not timed
     infer_logits(compiled, images[:warm_up], batch_size)

@@ -6,6 +6,7 @@ import os
 
 import numpy as np
 import openvino as ov
+from openvino.preprocess import PrePostProcessor
 from tqdm import tqdm
 
 
@@ -15,17 +16,35 @@ def to_model_input(images: np.ndarray) -> np.ndarray:
 
 
 def write_model_input(tensor: ov.Tensor, images: np.ndarray) -> None:
-    """``to_model_input`` written straight into an idle request's own input tensor: one pass, no copy."""
+    """uint8 NHWC images into an idle request's own input tensor: as they are where the compiled model takes
+    them (``compile_model(..., uint8_images=True)``), else converted as ``to_model_input`` does, in one pass."""
+    if tensor.element_type == ov.Type.u8:
+        tensor.shape = list(images.shape)
+        np.copyto(tensor.data, images)
+        return
     tensor.shape = [len(images), images.shape[3], images.shape[1], images.shape[2]]
     np.copyto(tensor.data, images.transpose(0, 3, 1, 2))
 
 
+def with_uint8_images(model: ov.Model) -> ov.Model:
+    """The model taking uint8 NHWC images as stored: OpenVINO converts to float32 and transposes to NCHW in its
+    graph (``openvino.preprocess``), where Python did it before. Exact (u8 → f32, a transpose): same logits."""
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32)
+    return ppp.build()
+
+
 def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f32", num_streams: str | None = None,
-                  device: str = "CPU", performance_hint: str | None = "THROUGHPUT") -> ov.CompiledModel:
+                  device: str = "CPU", performance_hint: str | None = "THROUGHPUT",
+                  uint8_images: bool = False) -> ov.CompiledModel:
     """Compile for the CPU; ``precision_hint='f32'`` stops this CPU from running "FP32" in bf16.
 
     ``performance_hint``: THROUGHPUT (default: several streams, each with its own infer request in
     ``infer_outputs``) or LATENCY (one stream using every core); ``num_streams`` overrides its stream count.
+    ``uint8_images``: the compiled model takes uint8 NHWC images (``with_uint8_images``), as the evaluator and
+    the timing step feed it; without, float32 NCHW (``to_model_input``), as the IR declares.
     """
     config: dict = {}
     if precision_hint:
@@ -36,6 +55,8 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
         config["NUM_STREAMS"] = num_streams
     core = ov.Core()
     source = model if isinstance(model, ov.Model) else core.read_model(str(model))
+    if uint8_images:
+        source = with_uint8_images(source.clone())
     return core.compile_model(source, device, config)
 
 

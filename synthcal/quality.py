@@ -69,7 +69,7 @@ def _openvino_logits_and_features(model, images_uint8: np.ndarray, batch_size: i
         data = [value for value in matmuls[-1].inputs() if value.get_source_output().get_node().get_type_name()
                 != "Constant"]
         model.add_outputs([data[0].get_source_output() if data else matmuls[-1].input_value(0)])
-    outputs = infer_outputs(compile_model(model, "f32"), images_uint8, batch_size)
+    outputs = infer_outputs(compile_model(model, "f32", uint8_images=True), images_uint8, batch_size)
     logits, features = outputs[0], outputs[-1]
     return logits.astype(np.float64), features.reshape(len(features), -1).astype(np.float64)
 

@@ -119,7 +119,8 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
         key = (ir_input_size(network), resize_policy(network))  # all IRs of a model share it; resize once
         if key not in resized:
             resized[key] = resize_images(images, *key)
-        compiled[ir["name"]], inputs[ir["name"]] = compile_model(network, precision_hint), resized[key]
+        compiled[ir["name"]] = compile_model(network, precision_hint, uint8_images=True)
+        inputs[ir["name"]] = resized[key]
         infer_logits(compiled[ir["name"]], inputs[ir["name"]], batch_size)  # warm-up pass, not timed
     order = interleaved_order(names, repeats, seed)
     images_per_second: dict[str, list[float]] = {name: [] for name in names}

@@ -56,6 +56,19 @@ def test_requests_overlap_and_outputs_match_one_synchronous_request(images):
     assert infer_logits(compiled, images, 40).tobytes() == expected[0].tobytes()
 
 
+def test_uint8_images_converted_in_graph_give_the_same_bytes(images):
+    model = tiny_model(3)
+    float_input = compile_model(model, num_streams="2")
+    uint8_input = compile_model(model, num_streams="2", uint8_images=True)
+    assert uint8_input.input(0).get_element_type() == ov.Type.u8
+    assert list(uint8_input.input(0).get_partial_shape())[1:] == [8, 8, 3]  # NHWC, as the images are stored
+    assert model.input(0).get_element_type() == ov.Type.f32  # the caller's model is left as it was
+    expected = synchronous(float_input, images, 40)
+    for output, reference in zip(infer_outputs(uint8_input, images, 40), expected, strict=True):
+        assert output.tobytes() == reference.tobytes()
+    assert not np.array_equal(expected[0][:1], synchronous(float_input, images[:, ::-1], 40)[0][:1])  # H flip shows
+
+
 def test_order_follows_the_input(images):
     compiled = compile_model(tiny_model(), num_streams="2")
     logits = infer_logits(compiled, images, 16)
