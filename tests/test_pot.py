@@ -247,3 +247,24 @@ def test_pot_cells_are_deterministic_and_done(pot_run):
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
     assert (cell / "int8.xml").stat().st_mtime_ns != written, "the cell was not quantized again"
     assert {name: (cell / name).read_bytes() for name in before} == before, "same inputs must give the same IR"
+
+
+@pytest.mark.slow
+def test_skipping_needless_pot_work_leaves_the_ir_as_it_was(pot_run, tmp_path):
+    """The accuracy-aware cell again, with POT doing all it does unpatched: the same IR bytes."""
+    from synthcal.sideenv import side_python
+
+    workdir, _ = pot_run
+    cell = workdir / "results" / "quantized" / "resnet20" / "noise" / "pot_accuracy_aware"
+    [calibration] = (workdir / "results" / "calib" / "noise").glob("*/set.npz")
+    method = json.loads((cell / "quantize.json").read_text())["config"]
+    unpatched = "import sys, synthcal.quantization.pot as pot\npot._skip_needless_pot_work = lambda: None\n" \
+                "pot.main(sys.argv[1:])"
+    arguments = ["--fp32", str(workdir / "results/models/resnet20/fp32.xml"), "--calibration", str(calibration),
+                 "--name", "pot_accuracy_aware", "--method", json.dumps(method), "--xml", str(tmp_path / "int8.xml"),
+                 "--info", str(tmp_path / "q.json")]
+    run = subprocess.run([str(side_python()), "-c", unpatched, *arguments], capture_output=True, text=True,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=900)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-4000:]
+    for name in ("int8.xml", "int8.bin"):
+        assert (tmp_path / name).read_bytes() == (cell / name).read_bytes(), name
