@@ -28,7 +28,9 @@ def write_model_input(tensor: ov.Tensor, images: np.ndarray) -> None:
 
 def with_uint8_images(model: ov.Model) -> ov.Model:
     """The model taking uint8 NHWC images as stored: OpenVINO converts to float32 and transposes to NCHW in its
-    graph (``openvino.preprocess``), where Python did it before. Exact (u8 → f32, a transpose): same logits."""
+    graph (``openvino.preprocess``), where Python did it before. Both steps are exact: 30 of the 31 offline IRs give
+    the same logits bytes as before; for one the CPU plugin compiles the converted input into other kernels
+    (logits within 0.2, same top-1)."""
     ppp = PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     ppp.input().model().set_layout(ov.Layout("NCHW"))
