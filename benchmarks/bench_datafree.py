@@ -19,7 +19,7 @@ import numpy as np
 
 from synthcal.calibration.datafree import DEFAULTS, invert_batchnorm
 from synthcal.models.cifar_zoo import build_model, synthetic_state_dict
-from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT, load_zoo_classifier
 
 STUDY_MODELS = ["resnet20", "vgg16_bn", "mobilenetv2_x1_4", "shufflenetv2_x2_0", "repvgg_a2"]

@@ -13,7 +13,7 @@ from torch import nn
 from synthcal.calibration.datafree import invert_batchnorm, resolve_precision
 from synthcal.models.checkpoint import load_state_dict_file
 from synthcal.models.cifar_zoo import build_model
-from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT
 
 
@@ -106,7 +106,7 @@ import json, torch
 from conftest import TinyClassifier
 from test_datafree import _fit_running_stats
 from synthcal.calibration.datafree import invert_batchnorm, resolve_precision
-from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT
 torch.manual_seed(0)
 model = RawPixelClassifier(TinyClassifier((8,)), ZOO_INPUT)
@@ -128,8 +128,26 @@ def test_precision_auto_follows_the_cpu_and_bad_values_are_refused():
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert resolve_precision("auto") == ("bf16" if native else "fp32")
     assert resolve_precision("fp32") == "fp32"
-    depthwise = nn.Sequential(nn.Conv2d(3, 8, 1), nn.Conv2d(8, 8, 3, groups=8), nn.BatchNorm2d(8))
-    assert resolve_precision("auto", depthwise) == "fp32"
-    assert resolve_precision("auto", nn.Sequential(nn.Conv2d(3, 8, 3))) == resolve_precision("auto")
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16")
+
+
+def test_under_bf16_grouped_convolutions_run_in_float32_and_the_model_is_left_as_it_was():
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+                            nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.BatchNorm2d(8), nn.ReLU(),
+                            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 10))
+    model = RawPixelClassifier(network, ZOO_INPUT)
+    _fit_running_stats(model)
+    dense, depthwise = network[0], network[3]
+    dtypes = {"dense": set(), "depthwise": set()}
+    hooks = [conv.register_forward_hook(lambda module, inputs, output, key=key: dtypes[key].add(output.dtype))
+             for key, conv in (("dense", dense), ("depthwise", depthwise))]
+    result = _run(model, count=8, batch_size=8, iterations=3, precision="bf16")
+    for hook in hooks:
+        hook.remove()
+    # the no-grad passes that measure the loss run without autocast: float32 everywhere there
+    assert dtypes == {"dense": {torch.bfloat16, torch.float32}, "depthwise": {torch.float32}}
+    assert result.provenance["float32_grouped_convolutions"] == 1
+    assert "forward" not in vars(depthwise)
+    assert _run(model, count=8, batch_size=8, iterations=3).provenance["float32_grouped_convolutions"] == 0

@@ -13,7 +13,7 @@ from PIL import Image
 
 from synthcal.models import cifar_zoo as zoo
 from synthcal.models.checkpoint import load_state_dict_file
-from synthcal.models.preprocessing import RawPixelClassifier
+from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT
 
 torch.set_num_threads(2)

@@ -17,6 +17,7 @@ suits every channel. After each step ``z`` is clamped to the range that maps to
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import math
 
@@ -46,16 +47,37 @@ DEFAULTS = {
 }
 
 
-def resolve_precision(precision: str, model: nn.Module | None = None) -> str:
-    """``auto``: bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX) and the network has no
-    grouped (e.g. depthwise) convolutions, whose bf16 kernels run slower than float32 here; else fp32."""
+def resolve_precision(precision: str) -> str:
+    """``auto``: bf16 autocast where the CPU computes bf16 natively (AVX512-BF16 or AMX), else fp32."""
     if precision == "auto":
         native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-        grouped = model is not None and any(isinstance(m, nn.Conv2d) and m.groups > 1 for m in model.modules())
-        return "bf16" if native and not grouped else "fp32"
+        return "bf16" if native else "fp32"
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
     return precision
+
+
+def _grouped_convolutions(model: nn.Module) -> list[nn.Conv2d]:
+    return [module for module in model.modules() if isinstance(module, nn.Conv2d) and module.groups > 1]
+
+
+def _float32_convolution(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    with torch.autocast("cpu", enabled=False):
+        return type(conv).forward(conv, x.float())
+
+
+@contextlib.contextmanager
+def _grouped_convolutions_in_float32(model: nn.Module, enabled: bool):
+    """Under bf16 autocast, run grouped (e.g. depthwise) convolutions in float32: their bf16 kernels are slower
+    than float32 on the CPUs measured (benchmarks/bench_datafree.py), the dense ones twice as fast."""
+    convs = _grouped_convolutions(model) if enabled else []
+    for conv in convs:
+        conv.forward = functools.partial(_float32_convolution, conv)
+    try:
+        yield len(convs)
+    finally:
+        for conv in convs:
+            del conv.forward
 
 
 class _Compiled:
@@ -192,7 +214,7 @@ def invert_batchnorm(
     if jitter < 0:
         raise ValueError(f"jitter must be >= 0, got {jitter}")
 
-    precision = resolve_precision(precision, model)
+    precision = resolve_precision(precision)
     was_training = model.training
     model.eval()
     stat_loss = _BatchNormStatLoss(model)
@@ -226,7 +248,7 @@ def invert_batchnorm(
 
     step_loss = _Compiled(loss_terms, stat_loss.clear) if compile else loss_terms
     try:
-        with _torch_threads(num_threads):
+        with _torch_threads(num_threads), _grouped_convolutions_in_float32(model, precision == "bf16") as float32_convs:
             start = 0
             for size in sizes:
                 z = torch.randn((size, 3, *image_size), generator=generator).clamp_(z_low, z_high).requires_grad_(True)
@@ -289,6 +311,7 @@ def invert_batchnorm(
         "torch_version": torch.__version__,
         "num_threads": num_threads,
         "precision": precision,
+        "float32_grouped_convolutions": float32_convs,
         "compiled": bool(compile) and step_loss.fallback_reason is None,
         "compile_fallback": step_loss.fallback_reason if compile else None,
     }

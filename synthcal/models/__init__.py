@@ -92,7 +92,7 @@ def model_spec(name: str, entry: dict | None) -> ModelSpec:
 
 def torch_classifier(spec: ModelSpec, network_file):
     """The PyTorch network behind the IR's raw-pixel input (``RawPixelClassifier``), in eval mode."""
-    from synthcal.models.preprocessing import RawPixelClassifier
+    from synthcal.models.raw_pixels import RawPixelClassifier
 
     if not spec.has_torch:
         raise ModelConfigError(f"{spec.key}: kind {spec.kind} has no PyTorch network")

@@ -89,7 +89,7 @@ def reference_logits(spec: ModelSpec, network_files: list[str], images: np.ndarr
     from onnx.reference import ReferenceEvaluator
 
     from synthcal.inference import to_model_input
-    from synthcal.models.preprocessing import RawPixelClassifier
+    from synthcal.models.raw_pixels import RawPixelClassifier
 
     images = images[:REFERENCE_IMAGES]
     evaluator = ReferenceEvaluator(str(network_files[0]))

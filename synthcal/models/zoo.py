@@ -65,8 +65,8 @@ def to_openvino(spec: ModelSpec, network_files: list[str], workdir, options: dic
 
 
 def reference_logits(spec: ModelSpec, network_files: list[str], images: np.ndarray, options: dict) -> np.ndarray:
-    from synthcal.models.preprocessing import RawPixelClassifier
     from synthcal.models.pytorch import torch_logits
+    from synthcal.models.raw_pixels import RawPixelClassifier
 
     network = torch_network(spec, network_files[0], bool(options.get("deploy_repvgg", True)))
     return torch_logits(RawPixelClassifier(network, spec.input).eval(), images)
@@ -74,7 +74,7 @@ def reference_logits(spec: ModelSpec, network_files: list[str], images: np.ndarr
 
 def load_zoo_classifier(architecture: str, weights_path, deploy_repvgg: bool = False) -> nn.Module:
     """A zoo network with its weights behind the raw-pixel input (``RawPixelClassifier``), in eval mode."""
-    from synthcal.models.preprocessing import RawPixelClassifier
+    from synthcal.models.raw_pixels import RawPixelClassifier
 
     spec = resolve(architecture, {})
     return RawPixelClassifier(torch_network(spec, weights_path, deploy_repvgg), ZOO_INPUT).eval()
