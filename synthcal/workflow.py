@@ -29,7 +29,9 @@ class Study:
         self.models = list(selection.get("models") or config["models"])
         self.calibrations = list(selection.get("calibration") or config.get("calibration", {}))
         self.methods = list(selection.get("methods") or config.get("methods", {}))
-        self.test_sets = [DEFAULT_TEST_SET, *((config.get("evaluation") or {}).get("sets") or {})]
+        defined_sets = (config.get("evaluation") or {}).get("sets") or {}
+        chosen_sets = selection.get("test_sets")
+        self.test_sets = [DEFAULT_TEST_SET, *(defined_sets if chosen_sets is None else chosen_sets)]
         self._model_specs: dict = {}
         self.classes: list[str] = []
         self.check()
@@ -39,10 +41,13 @@ class Study:
         """Checks the JSON schema cannot express: selections name defined entries, local paths exist."""
         for key, chosen, defined in (("models", self.models, self.config["models"]),
                                      ("calibration", self.calibrations, self.config.get("calibration", {})),
-                                     ("methods", self.methods, self.config.get("methods", {}))):
+                                     ("methods", self.methods, self.config.get("methods", {})),
+                                     ("test_sets", self.test_sets[1:],
+                                      (self.config.get("evaluation") or {}).get("sets") or {})):
             for name in chosen:
                 if name not in defined:
-                    raise ConfigError(f"study.{key} names {name!r}, which is not defined under `{key}:` "
+                    section = "evaluation.sets" if key == "test_sets" else key
+                    raise ConfigError(f"study.{key} names {name!r}, which is not defined under `{section}:` "
                                       f"(defined: {sorted(defined)})")
         data = self.config["data"]
         if data.get("source") == "local":

@@ -64,6 +64,7 @@ CASES = {
     "missing-data-folder": ("data.folders.test", "../shared/data/no-such-folder/test",
                             ["data.folders.test", "no-such-folder"]),
     "undefined-method": ("study.methods", ["default", "fastest_please"], ["study.methods", "fastest_please"]),
+    "undefined-test-set": ("study.test_sets", ["jpeg20k"], ["study.test_sets", "jpeg20k", "evaluation.sets"]),
     "bad-type": ("calibration.cifar10.per_class", "many", ["per_class", "many"]),
     "gan-train-typo": ("gan_training.adversarial.train.lamda_class", 1.0,
                        ["gan_training.adversarial.train", "lamda_class"]),
@@ -110,7 +111,8 @@ def test_offline_config_dry_runs():
     result = _dry_run(OFFLINE)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
-    assert "dry-run" in output
+    # a finished offline study in results/ leaves nothing to do
+    assert "dry-run" in output or "Nothing to be done" in output
     assert _results_files() - before == set()
 
 
@@ -127,3 +129,15 @@ def test_gan_set_depends_on_its_generator_files(base_config, tmp_path):
     study = Study(config)
     assert study.generator_files("distylegan") == [str(checkpoint / "generator.pt"), str(checkpoint / "config.json")]
     assert study.generator_files("fractal") == []
+
+
+def test_study_test_sets_selects_extra_test_sets(base_config):
+    from synthcal.workflow import Study
+
+    config = copy.deepcopy(base_config)
+    config["study"]["methods"] = ["accuracy_aware"]  # the only method offline.yaml defines without config.yaml
+    assert Study(config).test_sets == ["test", "jpeg10k"]  # omitted: every evaluation.sets entry
+    config["study"]["test_sets"] = []
+    study = Study(config)
+    assert study.test_sets == ["test"]
+    assert not any("/sets/" in record["dir"] for record in study.evaluations())
