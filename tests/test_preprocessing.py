@@ -9,12 +9,12 @@ import torch
 from synthcal.inference import compile_model, infer_logits
 from synthcal.models.preprocessing import (
     InputSpec,
-    RawPixelClassifier,
     bake_into_ir,
     resize_images,
     resize_policy,
 )
 from synthcal.models.pytorch import export_torch, torch_logits
+from synthcal.models.raw_pixels import RawPixelClassifier
 
 
 def _network() -> torch.nn.Module:
