@@ -29,9 +29,9 @@ class Study:
         self.models = list(selection.get("models") or config["models"])
         self.calibrations = list(selection.get("calibration") or config.get("calibration", {}))
         self.methods = list(selection.get("methods") or config.get("methods", {}))
-        defined_sets = (config.get("evaluation") or {}).get("sets") or {}
+        self.defined_test_sets = (config.get("evaluation") or {}).get("sets") or {}
         chosen_sets = selection.get("test_sets")
-        self.test_sets = [DEFAULT_TEST_SET, *(defined_sets if chosen_sets is None else chosen_sets)]
+        self.test_sets = [DEFAULT_TEST_SET, *(self.defined_test_sets if chosen_sets is None else chosen_sets)]
         self._model_specs: dict = {}
         self.classes: list[str] = []
         self.check()
@@ -39,14 +39,13 @@ class Study:
 
     def check(self) -> None:
         """Checks the JSON schema cannot express: selections name defined entries, local paths exist."""
-        for key, chosen, defined in (("models", self.models, self.config["models"]),
-                                     ("calibration", self.calibrations, self.config.get("calibration", {})),
-                                     ("methods", self.methods, self.config.get("methods", {})),
-                                     ("test_sets", self.test_sets[1:],
-                                      (self.config.get("evaluation") or {}).get("sets") or {})):
+        for key, section, chosen, defined in (
+                ("models", "models", self.models, self.config["models"]),
+                ("calibration", "calibration", self.calibrations, self.config.get("calibration", {})),
+                ("methods", "methods", self.methods, self.config.get("methods", {})),
+                ("test_sets", "evaluation.sets", self.test_sets[1:], self.defined_test_sets)):
             for name in chosen:
                 if name not in defined:
-                    section = "evaluation.sets" if key == "test_sets" else key
                     raise ConfigError(f"study.{key} names {name!r}, which is not defined under `{section}:` "
                                       f"(defined: {sorted(defined)})")
         data = self.config["data"]
@@ -116,7 +115,7 @@ class Study:
 
     def check_evaluation_sets(self) -> None:
         """``evaluation.sets``: names that cannot clash with the study's test split, sources that exist."""
-        for name, spec in ((self.config.get("evaluation") or {}).get("sets") or {}).items():
+        for name, spec in self.defined_test_sets.items():
             if name == DEFAULT_TEST_SET:
                 raise ConfigError(f"evaluation.sets.{name}: {DEFAULT_TEST_SET!r} is the study's own test split "
                                   "(from `data:`); give the extra set another name")
