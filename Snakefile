@@ -2,7 +2,7 @@
 # calibrated on real, synthetic (GAN, fractal), data-free or noise images.
 from snakemake.utils import min_version, validate
 
-from synthcal.runguard import guard_run
+from synthcal.cluster.runguard import guard_run
 from synthcal.workflow import Study
 
 min_version("9.0")
@@ -16,7 +16,7 @@ study = Study(config)
 
 
 onstart:
-    # one executing run per directory; no rerun over live SLURM jobs (synthcal/runguard.py, README)
+    # one executing run per directory; no rerun over live SLURM jobs (synthcal/cluster/runguard.py, README)
     guard_run(workflow)
 
 

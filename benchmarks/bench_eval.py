@@ -32,11 +32,11 @@ from pathlib import Path
 import numpy as np
 
 from synthcal.data import read_image_folder
-from synthcal.evaluate import evaluate_ir
+from synthcal.evaluation.evaluate import evaluate_ir
 from synthcal.inference import compile_model, to_model_input
 from synthcal.models import model_spec
 from synthcal.models.export import export_model
-from synthcal.quantize import quantize_model
+from synthcal.quantization.nncf_engine import quantize_model
 
 BENCHMARK_APP = Path(sys.executable).with_name("benchmark_app")
 

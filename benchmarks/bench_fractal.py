@@ -1,7 +1,7 @@
-"""Time ``synthcal.fractal.generate_fractals`` against Datumaro's ``FractalImageGenerator`` in one run.
+"""Time ``calibration.fractal_renderer.generate_fractals`` against Datumaro's ``FractalImageGenerator`` in one run.
 
 Datumaro (1.11.1) lives in the side environment (``make pot-env``), so its timing runs there
-(``python -m synthcal.datumaro_fractal bench``) and is reported back; interpreter start-up is not counted.
+(``python -m synthcal.calibration.datumaro_fractal bench``) and is reported back; interpreter start-up is not counted.
 Without ``--model-dir`` (the three Caffe colouriser files) Datumaro's colouriser is skipped, which flatters it:
 the ratio printed is then a lower bound on our speed-up. Datumaro uses a process pool of one worker per core;
 ours runs in one process.
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from synthcal.fractal import generate_fractals  # noqa: E402
+from synthcal.calibration.fractal_renderer import generate_fractals  # noqa: E402
 from synthcal.sideenv import missing_reason, run_json, side_env_ready  # noqa: E402
 
 
@@ -51,7 +51,7 @@ def main() -> None:
         print(f"Datumaro not measured: {missing_reason()}")
         return
     extra = ["--model-dir", args.model_dir] if args.model_dir else []
-    datumaro = run_json("synthcal.datumaro_fractal", "bench", "--count", str(args.datumaro_count),
+    datumaro = run_json("synthcal.calibration.datumaro_fractal", "bench", "--count", str(args.datumaro_count),
                         "--size", str(args.size), *extra)
     print(f"datumaro {datumaro['datumaro_version']}: {datumaro['count']} images in {datumaro['seconds']:.2f} s "
           f"({datumaro['processes']} processes), {datumaro['images_per_second']:.3f} images/s; "

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 
+from synthcal.calibration.quality import generator_quality
 from synthcal.data import read_image_folder
 from synthcal.io import write_json
 from synthcal.models.zoo import load_zoo_classifier
-from synthcal.quality import generator_quality
 
 
 def main() -> None:

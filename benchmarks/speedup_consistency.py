@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from synthcal.timing import consistency
+from synthcal.evaluation.timing import consistency
 
 
 def main() -> int:

@@ -86,6 +86,6 @@ rule calibration_set_datumaro:
         "results/benchmarks/calib/{calib}/{size}.tsv"
     threads: 2
     shell:
-        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.datumaro_fractal write --name {wildcards.calib:q}"
+        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.calibration.datumaro_fractal write --name {wildcards.calib:q}"
         " --spec {params.spec:q} --size {wildcards.size:q} --set {output.images:q} --preview {output.preview:q}"
         " > {log:q} 2>&1"

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from synthcal.calibration import MODEL_SPECIFIC_KINDS, CalibrationError, check_entry
-from synthcal.evaluation_sets import DEFAULT_TEST_SET
+from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET
 
 RESULTS = "results"
 
@@ -73,7 +73,7 @@ class Study:
                             f"{name} out of study.calibration")
         gan_training = self.config.get("gan_training") or {}
         if gan_training:
-            from synthcal.gan_train import check_train_settings  # imports torch: only when needed
+            from synthcal.gan.gan_train import check_train_settings  # imports torch: only when needed
         for name, entry in gan_training.items():
             try:
                 check_train_settings((entry or {}).get("train") or {})
@@ -177,7 +177,7 @@ class Study:
             return []
         if checkpoint.is_file():  # a StyleGAN2-ADA pickle
             return [str(checkpoint)]
-        from synthcal.distylegan import CONFIG_FILE, WEIGHTS_FILE
+        from synthcal.gan.distylegan import CONFIG_FILE, WEIGHTS_FILE
 
         return [str(checkpoint / name) for name in (WEIGHTS_FILE, CONFIG_FILE) if (checkpoint / name).is_file()]
 
@@ -263,7 +263,7 @@ class Study:
 
     def timing_options(self) -> dict:
         """`timing:` (repeats, images) with the evaluator's batch size and precision hint, and the seed."""
-        from synthcal.timing import DEFAULT_IMAGES, DEFAULT_REPEATS
+        from synthcal.evaluation.timing import DEFAULT_IMAGES, DEFAULT_REPEATS
 
         timing, evaluation = self.config.get("timing") or {}, self.config.get("evaluation") or {}
         return {"repeats": int(timing.get("repeats", DEFAULT_REPEATS)),
@@ -285,7 +285,7 @@ class Study:
     # the side environment (synthcal/sideenv.py): POT methods and the Datumaro fractal backend
     def _check_side_env_entries(self) -> None:
         """Every ``engine: pot`` method and each selected ``backend: datumaro`` set, before any job."""
-        from synthcal.datumaro_fractal import DatumaroError, check_datumaro_spec
+        from synthcal.calibration.datumaro_fractal import DatumaroError, check_datumaro_spec
         from synthcal.quantization.pot import PotError, check_pot_method
 
         try:

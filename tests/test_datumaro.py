@@ -1,4 +1,4 @@
-"""Datumaro's FractalImageGenerator (datumaro 1.11.1, side environment) against synthcal.fractal.
+"""Datumaro's FractalImageGenerator (datumaro 1.11.1, side environment) against synthcal.calibration.fractal_renderer.
 
 Datumaro draws with Python's ``random.Random(i)``, we with NumPy's SeedSequence, so no image can match byte for
 byte. What the algorithm shares is compared exactly or on the same systems: the 25 weight vectors and the image
@@ -18,9 +18,21 @@ import pytest
 import yaml
 from conftest import REPO, require_side_env, run_snakemake
 
-from synthcal import fractal
-from synthcal.datumaro_fractal import COLOURISER_FILES, DatumaroError, check_datumaro_spec, missing_colouriser_files
-from synthcal.fractal import MAX_MAPS, NUM_PARAMS, fill_ratio, image_layout, sample_systems, weight_variants
+from synthcal.calibration import fractal_renderer as fractal
+from synthcal.calibration.datumaro_fractal import (
+    COLOURISER_FILES,
+    DatumaroError,
+    check_datumaro_spec,
+    missing_colouriser_files,
+)
+from synthcal.calibration.fractal_renderer import (
+    MAX_MAPS,
+    NUM_PARAMS,
+    fill_ratio,
+    image_layout,
+    sample_systems,
+    weight_variants,
+)
 from synthcal.io import UNLABELLED, load_image_set
 from synthcal.sideenv import run_json
 
@@ -35,7 +47,7 @@ def reference(tmp_path_factory):
     folder = tmp_path_factory.mktemp("datumaro")
     systems = sample_systems(OUR_SYSTEMS, seed=0)
     np.savez(folder / "ours.npz", params=systems["params"], probs=systems["probs"])
-    run_json("synthcal.datumaro_fractal", "reference", "--out", str(folder / "reference.npz"),
+    run_json("synthcal.calibration.datumaro_fractal", "reference", "--out", str(folder / "reference.npz"),
              "--systems", str(folder / "ours.npz"), timeout=600)
     with np.load(folder / "reference.npz") as data:
         return {key: data[key] for key in data.files}
@@ -116,7 +128,8 @@ def test_attractors_of_different_systems_differ(reference):
 def test_generator_runs_without_the_colouriser(tmp_path):
     require_side_env()
     spec = {"kind": "fractal", "backend": "datumaro", "count": 2, "seed": 0}
-    result = run_json("synthcal.datumaro_fractal", "write", "--name", "fractal_dm", "--spec", json.dumps(spec),
+    result = run_json("synthcal.calibration.datumaro_fractal", "write", "--name", "fractal_dm",
+                      "--spec", json.dumps(spec),
                       "--size", "32x32", "--set", str(tmp_path / "set.npz"), "--preview", str(tmp_path / "p.png"),
                       timeout=600)
     assert result["count"] == 2 and result["colouriser"].startswith("skipped")

@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import shared_path, synthetic_state_dict
 
-from synthcal import distylegan
-from synthcal.distylegan import Discriminator, Generator, load_generator, sample_distylegan, save_generator
+from synthcal.gan import distylegan
+from synthcal.gan.distylegan import Discriminator, Generator, load_generator, sample_distylegan, save_generator
 
 torch.set_num_threads(2)
 

@@ -7,7 +7,7 @@ import pytest
 from conftest import shared_path
 
 from synthcal.data import read_image_folder
-from synthcal.evaluate import write_evaluation
+from synthcal.evaluation.evaluate import write_evaluation
 from synthcal.inference import compile_model, infer_logits
 from synthcal.models import model_spec
 from synthcal.models.export import ParityError, export_model

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from synthcal import fractal
-from synthcal.fractal import (
+from synthcal.calibration import fractal_renderer as fractal
+from synthcal.calibration.fractal_renderer import (
     FILL_THRESHOLD,
     _generator,
     fill_ratio,

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from synthcal.distylegan import load_generator
-from synthcal.gan_train import DEFAULT_TRAIN_CONFIG, resolve_config, train_distylegan
+from synthcal.gan.distylegan import load_generator
+from synthcal.gan.gan_train import DEFAULT_TRAIN_CONFIG, resolve_config, train_distylegan
 from synthcal.io import save_image_set, save_npz_deterministic
 
 torch.set_num_threads(1)

@@ -17,7 +17,7 @@ import yaml
 from conftest import REPO, SHARED, run_snakemake, shared_path
 
 from synthcal.data import read_image_folder
-from synthcal.evaluate import evaluate_ir
+from synthcal.evaluation.evaluate import evaluate_ir
 from synthcal.io import file_digest
 from synthcal.models import ModelConfigError, model_spec
 from synthcal.models.checkpoint import CheckpointError

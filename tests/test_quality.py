@@ -5,12 +5,12 @@ from conftest import TinyClassifier, shared_path
 from torch import nn
 
 from synthcal.calibration.noise import generate_noise
+from synthcal.calibration.quality import calibration_quality, class_consistency, frechet_distance, predict_with_features
 from synthcal.io import ImageSet
 from synthcal.models.checkpoint import load_state_dict_file
 from synthcal.models.cifar_zoo import build_model
 from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT
-from synthcal.quality import calibration_quality, class_consistency, frechet_distance, predict_with_features
 
 
 def resnet20() -> nn.Module:

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from synthcal.browser import check_page, find_chromium
+from synthcal.evaluation.timing import interleaved_order, timing_record
 from synthcal.io import write_json
-from synthcal.report import build_report
-from synthcal.timing import interleaved_order, timing_record
+from synthcal.report.browser import check_page, find_chromium
+from synthcal.report.page import build_report
 
 N = 2000
 # calibration → (kind, method, images whose FP32 class the INT8 model changes, float layers, INT8 images/s)

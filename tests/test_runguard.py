@@ -1,4 +1,4 @@
-"""The run guard (synthcal/runguard.py): why it is needed, and that it holds with real Snakemake runs."""
+"""The run guard (synthcal/cluster/runguard.py): why it is needed, and that it holds with real Snakemake runs."""
 
 from __future__ import annotations
 
@@ -15,11 +15,11 @@ import pytest
 import yaml
 from conftest import REPO, shared_path
 
-from synthcal.runguard import RunGuardError, claim_workdir, earlier_slurm_runs, refuse_orphans
+from synthcal.cluster.runguard import RunGuardError, claim_workdir, earlier_slurm_runs, refuse_orphans
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from synthcal.runguard import claim_workdir
+    from synthcal.cluster.runguard import claim_workdir
     claim_workdir(sys.argv[1])
     print("held", flush=True)
     time.sleep(600)
@@ -41,7 +41,7 @@ def test_claim_is_exclusive_names_the_holder_and_dies_with_it(tmp_path):
     finally:
         holder.send_signal(signal.SIGKILL)  # a hard kill leaves nothing to unlock
         holder.wait()
-    child = subprocess.run([sys.executable, "-c", "import sys; from synthcal.runguard import claim_workdir; "
+    child = subprocess.run([sys.executable, "-c", "import sys; from synthcal.cluster.runguard import claim_workdir; "
                             "claim_workdir(sys.argv[1])", str(tmp_path / ".snakemake")], capture_output=True, text=True)
     assert child.returncode == 0, child.stderr
 

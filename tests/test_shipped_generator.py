@@ -6,10 +6,10 @@ import json
 
 import torch
 
+from synthcal.calibration.quality import calibration_quality
 from synthcal.data import read_image_folder
-from synthcal.distylegan import WEIGHTS_FILE, load_generator, sample_distylegan
+from synthcal.gan.distylegan import WEIGHTS_FILE, load_generator, sample_distylegan
 from synthcal.models.zoo import load_zoo_classifier
-from synthcal.quality import calibration_quality
 from tests.conftest import REPO, shared_path
 
 CHECKPOINT = REPO / "checkpoints" / "distylegan-cifar10"
@@ -39,8 +39,8 @@ def test_shipped_generator_class_consistency_matches_its_readme():
 def test_workflow_entry_writes_the_same_figures(tmp_path):
     from types import SimpleNamespace
 
+    from synthcal.calibration.quality import generator_quality_from_files
     from synthcal.io import save_image_set
-    from synthcal.quality import generator_quality_from_files
 
     weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
     train = read_image_folder(shared_path("data", "cifar10-lossless", "train"), show_progress=False)

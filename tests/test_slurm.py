@@ -83,7 +83,7 @@ def test_slurm_profile_settings_reach_snakemake():
 
 
 def test_partition_and_account_follow_sbatch_environment(monkeypatch):
-    from synthcal import slurm
+    from synthcal.cluster import slurm
 
     monkeypatch.setenv("SBATCH_PARTITION", "gpu")
     monkeypatch.setenv("SBATCH_ACCOUNT", "proj42")
@@ -348,7 +348,7 @@ def test_report_is_produced(slurm_runs):
 @pytest.mark.slow
 def test_timing_job_had_a_node_to_itself(slurm_runs):
     """Rule time_model (the report's speed) asks for --exclusive and all the node's CPUs: no other job overlaps it."""
-    from synthcal.slurm import node_cpus
+    from synthcal.cluster.slurm import node_cpus
 
     records = _completed_jobs(slurm_runs["jobcomp"])
     submissions = r"has been submitted with SLURM jobid (\d+) \(log: \S*/rule_(\w+)/"

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from synthcal.stats import mcnemar_exact, paired_difference, versus_reference, wilson_rate
+from synthcal.evaluation.stats import mcnemar_exact, paired_difference, versus_reference, wilson_rate
 
 
 def _pair(n: int, a_only: int, b_only: int, both: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

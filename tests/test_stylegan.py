@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from synthcal.stylegan import StyleGANError, sample_stylegan2ada
+from synthcal.gan.stylegan import StyleGANError, sample_stylegan2ada
 
 # a stand-in for NVIDIA's networks: same attributes and call signature as G_ema
 FAKE_NETWORK = textwrap.dedent('''

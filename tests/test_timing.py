@@ -1,4 +1,4 @@
-"""The timing step (synthcal/timing.py) on real OpenVINO IRs of a small CNN: FP32, the same FP32 IR timed as if
+"""The timing step on real OpenVINO IRs of a small CNN: FP32, the same FP32 IR timed as if
 it were another cell, and an NNCF INT8 IR. Speed figures themselves are benchmarks' business; here: the record's
 shape, the interleaved order, and that an IR against itself comes out at a speed-up of about 1."""
 
@@ -11,8 +11,8 @@ import pytest
 import torch
 from conftest import TinyClassifier
 
+from synthcal.evaluation.timing import FP32, interleaved_order, spread, time_irs, time_model_from_files
 from synthcal.io import save_image_set
-from synthcal.timing import FP32, interleaved_order, spread, time_irs, time_model_from_files
 
 REPEATS = 7
 

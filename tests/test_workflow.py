@@ -133,7 +133,7 @@ def test_speed_comes_from_a_timing_step_that_ran_alone(slice_run):
 def test_report_in_a_real_browser(slice_run):
     """Rule report_screenshot opens index.html in headless Chromium at 1280 px and fails on console errors,
     network requests or horizontal overflow; the first screen lands beside the report."""
-    from synthcal.browser import find_chromium
+    from synthcal.report.browser import find_chromium
 
     if not find_chromium():
         pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")

@@ -1,4 +1,4 @@
-from synthcal.quality import quality_from_files
+from synthcal.calibration.quality import quality_from_files
 from synthcal.workflow import job
 
 with job(snakemake):

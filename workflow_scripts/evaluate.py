@@ -1,4 +1,4 @@
-from synthcal.evaluate import evaluate_from_files
+from synthcal.evaluation.evaluate import evaluate_from_files
 from synthcal.workflow import job
 
 with job(snakemake):

@@ -1,4 +1,4 @@
-from synthcal.evaluation_sets import load_evaluation_set
+from synthcal.evaluation.evaluation_sets import load_evaluation_set
 from synthcal.io import save_image_set
 from synthcal.workflow import job
 

@@ -1,4 +1,4 @@
-from synthcal.gan_train import write_real_data
+from synthcal.gan.gan_train import write_real_data
 from synthcal.workflow import job
 
 with job(snakemake):

@@ -1,4 +1,4 @@
-from synthcal.quantize import quantize_from_files
+from synthcal.quantization.nncf_engine import quantize_from_files
 from synthcal.workflow import job
 
 with job(snakemake):

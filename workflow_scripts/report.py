@@ -1,4 +1,4 @@
-from synthcal.report import build_report
+from synthcal.report.page import build_report
 from synthcal.workflow import job
 
 with job(snakemake):

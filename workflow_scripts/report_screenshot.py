@@ -1,4 +1,4 @@
-from synthcal.browser import screenshot_report
+from synthcal.report.browser import screenshot_report
 from synthcal.workflow import job
 
 with job(snakemake):

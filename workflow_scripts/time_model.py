@@ -1,4 +1,4 @@
-from synthcal.timing import time_model_from_files
+from synthcal.evaluation.timing import time_model_from_files
 from synthcal.workflow import job
 
 with job(snakemake):

@@ -1,4 +1,4 @@
-from synthcal.gan_train import train_from_files
+from synthcal.gan.gan_train import train_from_files
 from synthcal.workflow import job
 
 with job(snakemake):

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from synthcal.calibration.preview import save_preview
 from synthcal.io import ImageSet, paths_of, save_image_set
-from synthcal.plots import save_preview
 
 KIND_MODULES = {kind: f"synthcal.calibration.{kind}" for kind in
                 ("cifar10", "folder", "fractal", "gan", "datafree", "noise")}

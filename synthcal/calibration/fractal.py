@@ -1,4 +1,4 @@
-"""Kind ``fractal``: FractalDB-style IFS fractals (``synthcal.fractal``), rendered at the model's input size."""
+"""Kind ``fractal``: FractalDB-style IFS fractals (``fractal_renderer``), rendered at the model's input size."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ MODEL_SPECIFIC = False
 
 
 def build(name: str, spec: dict, context) -> ImageSet:
-    from synthcal.fractal import generate_fractals
+    from synthcal.calibration.fractal_renderer import generate_fractals
 
     side = max(int(context.size[0]), int(context.size[1]))  # square renders; other shapes are resized after
     return generate_fractals(int(spec.get("count", 5000)), int(spec.get("seed", 0)), size=side,

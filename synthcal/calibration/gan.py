@@ -29,11 +29,11 @@ def build(name: str, spec: dict, context) -> ImageSet:
     per_class = int(spec.get("per_class", 500))
     show_progress = context.show_progress
     if generator == "distylegan":
-        from synthcal.distylegan import sample_distylegan
+        from synthcal.gan.distylegan import sample_distylegan
 
         image_set = sample_distylegan(checkpoint, per_class, seed, show_progress=show_progress)
     elif generator == "stylegan2-ada":
-        from synthcal.stylegan import sample_stylegan2ada
+        from synthcal.gan.stylegan import sample_stylegan2ada
 
         image_set = sample_stylegan2ada(checkpoint, spec.get("repo_path"), per_class, seed,
                                         truncation_psi=float(spec.get("truncation_psi", 1.0)),

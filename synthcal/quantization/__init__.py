@@ -1,6 +1,6 @@
 """Quantization engines, selected per method entry by ``engine:``.
 
-- ``nncf`` (the default): :mod:`synthcal.quantize`, NNCF in the main environment.
+- ``nncf`` (the default): :mod:`synthcal.quantization.nncf_engine`, NNCF in the main environment.
 - ``pot``: :mod:`synthcal.quantization.pot`, OpenVINO's Post-training Optimization Tool from openvino-dev 2023.3,
   the 2022 study's tool; it runs only in the side environment (``make pot-env``, see :mod:`synthcal.sideenv`).
 

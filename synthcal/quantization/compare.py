@@ -4,7 +4,7 @@ Every POT method is paired with every NNCF method of the same algorithm (Default
 AccuracyAwareQuantization ↔ ``nncf.quantize_with_accuracy_control``), cell by cell: same model, calibration set
 and test set. Both INT8 models answer for the same test images, so the difference is paired: POT top-1 − NNCF
 top-1 (equal to the difference of their Δ top-1, FP32 being shared) with a bootstrap interval over images and
-the exact McNemar p-value (``synthcal.stats.paired_difference``), and the same for agreement with FP32.
+the exact McNemar p-value (``synthcal.evaluation.stats.paired_difference``), and the same for agreement with FP32.
 ``settings_match`` says whether the two entries ask for the same thing where both engines have the setting
 (preset, fast bias correction, whole-set statistics, accuracy-aware drop and metric).
 """
@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from synthcal.evaluation.stats import paired_difference
 from synthcal.quantization import engine_of
-from synthcal.stats import paired_difference
 
 COLUMNS = ["test_set", "model", "calibration", "algorithm", "pot_method", "nncf_method", "settings_match",
            "pot_delta_top1", "nncf_delta_top1", "pot_minus_nncf_top1", "pot_minus_nncf_top1_ci_low",

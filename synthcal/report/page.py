@@ -1,8 +1,8 @@
 """The study report: summary.csv, recommendation.csv, plots and a self-contained index.html (no network).
 
-Every INT8 row carries paired statistics against FP32 on the same test images (``synthcal.stats``): Δ top-1
+Every INT8 row carries paired statistics against FP32 on the same test images (``synthcal.evaluation.stats``): Δ top-1
 with a bootstrap CI and an exact McNemar p-value, agreement with a Wilson interval. Calibration sets of one
-model and method are compared with the real-data reference set, and ``synthcal.recommendation`` names the best
+model and method are compared with the real-data reference set, and ``synthcal.report.recommendation`` names the best
 source without real images.
 """
 
@@ -24,12 +24,12 @@ import yaml  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from synthcal.evaluation_sets import DEFAULT_TEST_SET  # noqa: E402
+from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET  # noqa: E402
+from synthcal.evaluation.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
+from synthcal.evaluation.timing import FP32, consistency  # noqa: E402
 from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
-from synthcal.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
-from synthcal.stats import CONFIDENCE, RESAMPLES, versus_reference, wilson_rate  # noqa: E402
-from synthcal.timing import FP32, consistency  # noqa: E402
+from synthcal.report.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
 
 SUMMARY_COLUMNS = [
     "model", "test_set", "precision", "calibration", "method", "untrained", "top1", "top1_ci_low", "top1_ci_high",
@@ -76,7 +76,7 @@ class Evaluations:
 def summary_table(evaluations: Evaluations, config: dict, timings: dict[str, dict]) -> pd.DataFrame:
     """One row per FP32 model and per cell on every test set, with the paired statistics against FP32.
 
-    ``timings``: model → its ``results/timing/{model}.json`` (``synthcal.timing``), where every row's speed comes
+    ``timings``: model → its ``results/timing/{model}.json`` (``evaluation.timing``), where every row's speed comes
     from (the same on every test set); the evaluation jobs' own throughput is not used.
     """
     options = _statistics_options(config)

@@ -180,7 +180,7 @@ def generator_quality(judge: str, classifier, generator_dir, reference: ImageSet
                       seed: int = 1234) -> dict:
     """A DiStyleGAN checkpoint folder's class consistency and Fréchet distance under the classifier ``judge``
     (``classifier``: its FP32 IR, or a PyTorch classifier with raw pixels in)."""
-    from synthcal.distylegan import sample_distylegan
+    from synthcal.gan.distylegan import sample_distylegan
 
     samples = sample_distylegan(generator_dir, per_class, seed, show_progress=False)
     stats = calibration_quality(classifier, samples, reference)

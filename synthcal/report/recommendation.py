@@ -24,8 +24,8 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from synthcal.evaluation_sets import DEFAULT_TEST_SET
-from synthcal.stats import CONFIDENCE, RESAMPLES, mcnemar_exact, paired_difference
+from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET
+from synthcal.evaluation.stats import CONFIDENCE, RESAMPLES, mcnemar_exact, paired_difference
 
 REAL_DATA_KINDS = ("cifar10", "folder")
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
-from synthcal.distylegan import NUM_CLASSES, Discriminator, Generator, one_hot, save_generator, to_uint8_nhwc
+from synthcal.gan.distylegan import NUM_CLASSES, Discriminator, Generator, one_hot, save_generator, to_uint8_nhwc
 from synthcal.io import atomic_path, load_image_set, write_json
 
 CHECKPOINT_FILE = "checkpoint.pt"

@@ -2,10 +2,10 @@
 
 The fractal kind's ``backend: datumaro`` runs here (rule ``calibration_set_datumaro``, ``make pot-env``)::
 
-    python -m synthcal.datumaro_fractal write --name fractal_dm --spec '{"kind": "fractal", ...}' \
+    python -m synthcal.calibration.datumaro_fractal write --name fractal_dm --spec '{"kind": "fractal", ...}' \
         --set set.npz --preview preview.png
-    python -m synthcal.datumaro_fractal bench --count 50          # images/s, one JSON line
-    python -m synthcal.datumaro_fractal reference --out ref.npz   # Datumaro's IFS pieces for tests/test_datumaro.py
+    python -m synthcal.calibration.datumaro_fractal bench --count 50          # images/s, one JSON line
+    python -m synthcal.calibration.datumaro_fractal reference --out ref.npz  # Datumaro's IFS pieces
 
 Datumaro colours each grey IFS image with Zhang et al.'s Caffe colouriser and downloads the three model files
 (129 MB) at run time. Here they come from the set's ``model_dir`` (nothing is downloaded); without ``model_dir``
@@ -168,8 +168,8 @@ def generate_datumaro_fractals(count: int, size: int | tuple[int, int] = 32, mod
 
 def write_datumaro_set(name: str, spec: dict, size: tuple[int, int], set_path, preview_path) -> ImageSet:
     """The workflow's calibration set for a ``backend: datumaro`` fractal entry at ``size``, with its preview."""
+    from synthcal.calibration.preview import save_preview
     from synthcal.io import save_image_set
-    from synthcal.plots import save_preview
 
     check_datumaro_spec(name, spec)
     image_set = generate_datumaro_fractals(int(spec.get("count", 5000)), tuple(size), spec.get("model_dir"))
@@ -189,7 +189,7 @@ def time_generation(count: int, size: int = 32, model_dir=None) -> dict:
 
 
 def ifs_reference(out_path, systems_path=None, points: int = 100_000, counts=(1, 7, 25, 26, 60, 100)) -> None:
-    """Datumaro's IFS pieces for comparison with synthcal.fractal, written to ``out_path`` (npz):
+    """Datumaro's IFS pieces for comparison with synthcal.calibration.fractal_renderer, written to ``out_path`` (npz):
 
     ``weights`` (its 25 weight vectors); ``layout_<count>`` (category and weight vector per image, recorded from its
     own ``generate_dataset``); ``system_datumaro`` (category 0 as its acceptance loop draws it from ``Random(0)``);

@@ -429,7 +429,7 @@ def generate_fractals(count: int, seed: int, size: int = 32, colorization: str =
         raise ValueError(f"backend must be 'numpy' or 'datumaro', got {backend!r}")
     count, size = int(count), int(size)
     provenance = {
-        "generator": "synthcal.fractal.generate_fractals",
+        "generator": "synthcal.fractal.generate_fractals",  # recorded id, kept so sets stay byte-identical
         "algorithm": "FractalDB IFS chaos game (arXiv 2103.13023), after Datumaro FractalImageGenerator",
         "algorithm_version": ALGORITHM_VERSION,
         "backend": backend,
@@ -439,8 +439,8 @@ def generate_fractals(count: int, seed: int, size: int = 32, colorization: str =
         "colorization": colorization,
         "numpy_version": np.__version__,
     }
-    if backend == "datumaro":  # Datumaro lives in the side environment (make pot-env); see synthcal.datumaro_fractal
-        from synthcal.datumaro_fractal import generate_datumaro_fractals
+    if backend == "datumaro":  # Datumaro lives in the side environment (make pot-env); see .datumaro_fractal
+        from synthcal.calibration.datumaro_fractal import generate_datumaro_fractals
 
         return generate_datumaro_fractals(count, size, model_dir)
 

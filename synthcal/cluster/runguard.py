@@ -25,7 +25,7 @@ import sys
 import time
 from pathlib import Path
 
-from synthcal.slurm import SlurmQueryError, live_jobs
+from synthcal.cluster.slurm import SlurmQueryError, live_jobs
 
 LOCK_NAME = "synthcal-run.lock"
 ORPHAN_DAYS = 30  # longer than any SLURM time limit the profile asks for
