@@ -1,17 +1,17 @@
 # synthcal: INT8 quantization of image classifiers (the CIFAR-10 zoo or your own) with OpenVINO/NNCF,
 # calibrated on real, synthetic (GAN, fractal), data-free or noise images.
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
 from synthcal.cluster.runguard import guard_run
-from synthcal.workflow import Study
+from synthcal.workflow import NAME_PATTERN, Study, default_configfile, validate_config
 
 min_version("9.0")
 
 
-configfile: "config.yaml"
+configfile: default_configfile(workflow.basedir)  # the working directory's, else the checkout's
 
 
-validate(config, "schemas/config.schema.yaml")
+validate_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # names first, then the schema
 study = Study(config)
 
 
@@ -21,9 +21,9 @@ onstart:
 
 
 wildcard_constraints:
-    model="[^/]+",
-    calib="[^/]+",
-    method="[^/]+",
+    model=NAME_PATTERN,  # the name rule every entry follows (synthcal.workflow.check_names)
+    calib=NAME_PATTERN,
+    method=NAME_PATTERN,
     split="train|test",
     size="[0-9]+x[0-9]+",
 
@@ -32,6 +32,7 @@ include: "rules/data.smk"
 include: "rules/models.smk"
 include: "rules/calibration.smk"
 include: "rules/quantize.smk"
+include: "rules/auto.smk"
 include: "rules/sideenv.smk"
 include: "rules/evaluation.smk"
 include: "rules/timing.smk"

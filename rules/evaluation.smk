@@ -3,7 +3,7 @@
 
 
 wildcard_constraints:
-    test_set="[^/]+",
+    test_set=NAME_PATTERN,
 
 
 rule evaluation_set:

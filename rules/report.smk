@@ -20,6 +20,11 @@ rule report:
             category="Summary",
         ),
         comparison="results/report/calibration_comparison.csv",
+        study_table=report(
+            "results/report/study_table.csv",
+            caption="captions/study_table.rst",
+            category="Summary",
+        ),
         html="results/report/index.html",
         speed_accuracy=report(
             "results/report/speed_accuracy.png",
@@ -65,13 +70,15 @@ rule report:
 
 
 rule report_screenshot:
-    """The report opened in headless Chromium at 1280 px: first-screen PNG; fails on console errors,
-    network requests or horizontal overflow. Needs Chromium; not part of `all`."""
+    """The report opened in headless Chromium at 1280 px: first-screen PNG and one PNG per section
+    (results/report/sections/{id}.png); fails on console errors, network requests or horizontal overflow.
+    Needs Chromium; not part of `all`."""
     input:
         html="results/report/index.html",
     output:
         screenshot="results/report/screenshot.png",
         check="results/report/browser_check.json",
+        sections=directory("results/report/sections"),
     conda:
         "../envs/synthcal.yaml"
     log:

@@ -5,6 +5,7 @@ Every source ends as one canonical image set per split (see ``synthcal.io``).
 
 from __future__ import annotations
 
+import codecs
 import io
 import os
 import pickle
@@ -68,8 +69,36 @@ def download(url: str, destination: str | os.PathLike, *, md5: str | None = None
     raise DataError(f"could not download {url} after {retries} tries ({last_error}).{hint}")
 
 
-def _unpickle(handle) -> dict:
-    batch = pickle.load(handle, encoding="bytes")
+# Everything the official batches (NumPy 1 under Python 2) and NumPy 2 re-pickles of them reference: dicts, lists,
+# bytes and NumPy arrays. Nothing else is resolved, so a crafted batch cannot call e.g. os.system while loading.
+_RECONSTRUCT = np.empty(0).__reduce__()[0]  # numpy's own array-unpickling function
+_BATCH_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy._core.multiarray", "_reconstruct"): _RECONSTRUCT,
+    ("numpy", "ndarray"): np.ndarray,
+    ("numpy", "dtype"): np.dtype,
+    ("_codecs", "encode"): codecs.encode,  # how Python 3 pickles bytes at protocol 2
+}
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles CIFAR-10 batches only: any other global is refused instead of being imported."""
+
+    def find_class(self, module: str, name: str):
+        try:
+            return _BATCH_GLOBALS[module, name]
+        except KeyError:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}: a CIFAR-10 batch holds only NumPy "
+                                         "arrays, lists and bytes") from None
+
+
+def _unpickle(handle, name: str) -> dict:
+    try:
+        batch = _BatchUnpickler(handle, encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise DataError(f"{name} is not a CIFAR-10 pickle batch ({error})") from error
+    if not isinstance(batch, dict):
+        raise DataError(f"{name} is not a CIFAR-10 pickle batch (it holds a {type(batch).__name__}, not a dict)")
     return {key.decode() if isinstance(key, bytes) else key: value for key, value in batch.items()}
 
 
@@ -97,7 +126,7 @@ def read_pickle_batches(path: str | os.PathLike, split: str) -> ImageSet:
             if not batch_path.is_file():
                 raise DataError(f"{batch_path} is missing (expected the official CIFAR-10 python batches)")
             with open(batch_path, "rb") as handle:
-                parts.append(_batch_to_arrays(_unpickle(handle), str(batch_path)))
+                parts.append(_batch_to_arrays(_unpickle(handle, str(batch_path)), str(batch_path)))
     elif path.is_file():
         try:
             with tarfile.open(path) as archive:
@@ -109,7 +138,7 @@ def read_pickle_batches(path: str | os.PathLike, split: str) -> ImageSet:
                         handle = None
                     if handle is None:
                         raise DataError(f"{path} has no member {member}")
-                    parts.append(_batch_to_arrays(_unpickle(handle), f"{path}:{member}"))
+                    parts.append(_batch_to_arrays(_unpickle(handle, f"{path}:{member}"), f"{path}:{member}"))
         except (tarfile.TarError, EOFError, OSError, pickle.UnpicklingError) as error:
             raise DataError(f"{path} is not a readable CIFAR-10 tarball: {error}") from error
     else:
@@ -124,12 +153,26 @@ def _sort_key(name: str) -> tuple:
     return (int(stem), name) if stem.isdigit() else (float("inf"), name)
 
 
+def _to_rgb(image: Image.Image, name: str) -> Image.Image:
+    """8-bit RGB. 16-bit grey PNGs (modes ``I;16*``/``I``) keep their high byte, as Pillow does for 16-bit colour
+    PNGs (``convert("RGB")`` alone would clip every value above 255 to white)."""
+    if image.mode.startswith("I"):
+        pixels = np.asarray(image)
+        if pixels.min() < 0 or pixels.max() > 65535:
+            raise DataError(f"cannot read image {name}: mode {image.mode} values {pixels.min()}..{pixels.max()} are "
+                            "not 16-bit; give 8- or 16-bit images")
+        image = Image.fromarray((pixels.astype(np.uint32) >> 8).astype(np.uint8))  # mode L
+    elif image.mode == "F":
+        raise DataError(f"cannot read image {name}: floating-point pixels (mode F); give 8- or 16-bit images")
+    return image.convert("RGB")
+
+
 def decode_image(data: bytes, name: str, size=32) -> np.ndarray:
     """Decode one image file to uint8 RGB (H, W, 3); ``size`` (an int or (H, W)) resizes, None keeps it."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
-            image = image.convert("RGB")
+            image = _to_rgb(image, name)
             if size is not None:
                 height, width = (size, size) if isinstance(size, int) else size
                 if image.size != (width, height):
@@ -159,6 +202,7 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
         return
     archive_path = containing_archive(root)
     inner = str(root.relative_to(archive_path)) if archive_path else ""
+    inner = "" if inner == "." else inner  # the path is the tarball itself: its whole tree
     if archive_path is None or not tarfile.is_tarfile(archive_path):
         raise DataError(f"image folder {root} does not exist")
     prefix = inner.rstrip("/") + "/" if inner else ""

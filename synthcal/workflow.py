@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -14,28 +15,115 @@ from synthcal.calibration import MODEL_SPECIFIC_KINDS, CalibrationError, check_e
 from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET
 
 RESULTS = "results"
+AUTO_ORACLE_CSV = f"{RESULTS}/report/auto_vs_oracle.csv"
+AUTO_BASELINE_METHOD = "default_full_bc"  # what auto_vs_oracle.csv compares the pick with besides the oracle
 
 
 class ConfigError(ValueError):
     """A config problem found before any job runs; the message names the key."""
 
 
+# Names of models, calibration sets, methods, extra test sets and trained generators become folder and file names
+# under results/: one rule for all of them, checked before any job (and before the schema).
+NAME_PATTERN = "[A-Za-z0-9][A-Za-z0-9_-]{0,63}"
+RESERVED_NAMES = ("fp32", "sets")  # fixed folders beside the names: results/eval/{model}/fp32/sets/{test_set}/
+NAMED_SECTIONS = ("models", "calibration", "methods", "evaluation.sets", "gan_training")
+
+
+def name_problem(name) -> str | None:
+    """Why ``name`` cannot name an entry (None when it can)."""
+    if not isinstance(name, str) or not re.fullmatch(NAME_PATTERN, name):
+        return ("not a usable name: names become folder names under results/, so they are 1-64 letters, digits, "
+                "'_' or '-', starting with a letter or digit (no '/', '.', spaces)")
+    if name.lower() in RESERVED_NAMES:
+        return (f"a reserved name: results/ has fixed folders of that name beside the entries' own "
+                f"(reserved: {', '.join(RESERVED_NAMES)}, in any case)")
+    return None
+
+
+def check_names(config: dict) -> None:
+    """Every key of ``models``, ``calibration``, ``methods``, ``evaluation.sets``, ``gan_training`` follows the
+    name rule (``NAME_PATTERN``, not one of ``RESERVED_NAMES``); the error names the key and the rule."""
+    for section in NAMED_SECTIONS:
+        entries = config
+        for part in section.split("."):
+            entries = entries.get(part) if isinstance(entries, dict) else None
+        for name in entries if isinstance(entries, dict) else ():
+            problem = name_problem(name)
+            if problem:
+                raise ConfigError(f"{section} key {name!r}: {problem}")
+
+
+def default_configfile(snakefile_dir: str | os.PathLike) -> str:
+    """The study's base config: ``config.yaml`` in the working directory, else the one beside the Snakefile
+    (``snakemake -s checkout/Snakefile`` run elsewhere), said on stderr. Snakemake would silently skip a missing
+    ``configfile:`` when ``--configfile`` is given, and that file only extends the base."""
+    if Path("config.yaml").is_file():
+        return "config.yaml"
+    beside = Path(snakefile_dir) / "config.yaml"
+    if beside.is_file():
+        print(f"synthcal: no config.yaml in {Path.cwd()}; using {beside} (beside the Snakefile)", file=sys.stderr)
+        return str(beside)
+    raise ConfigError(f"no config.yaml in {Path.cwd()} nor beside the Snakefile ({snakefile_dir}); it is the "
+                      "study's base config, which --configfile files extend")
+
+
+def validate_config(config: dict, schema: str | os.PathLike) -> None:
+    """The name rule, then Snakemake's JSON-schema validation (which fills in defaults), its error reduced to one
+    line that starts with the offending key path instead of a dump of the schema."""
+    import jsonschema
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    check_names(config)
+    try:
+        validate(config, str(schema))
+    except WorkflowError as error:
+        cause = error.__cause__ or error.__context__  # raised while handling jsonschema's ValidationError
+        if not isinstance(cause, jsonschema.ValidationError):
+            raise
+        best = jsonschema.exceptions.best_match([cause])
+        path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in best.absolute_path)
+        message = best.message if len(best.message) <= 300 else best.message[:300] + " …"
+        raise ConfigError(f"config key {path.lstrip('.') or '(top level)'}: {message} "
+                          f"(schema: {Path(schema).name})") from None
+
+
 class Study:
-    """The grid of models × calibration sets × methods selected by ``study`` in the config."""
+    """The cells (model, calibration set, method) selected by ``study`` in the config: one grid (a mapping) or the
+    union of several (a list of mappings), each ``models × calibration × methods`` evaluated on its ``test_sets``.
+
+    ``models``, ``calibration``, ``methods`` and ``test_sets`` are unions over the grids, in order of first
+    appearance; ``cells()`` is the union of the grids' cells, never their full product.
+    """
 
     def __init__(self, config: dict):
         self.config = config
-        selection = config.get("study") or {}
-        self.models = list(selection.get("models") or config["models"])
-        self.calibrations = list(selection.get("calibration") or config.get("calibration", {}))
-        self.methods = list(selection.get("methods") or config.get("methods", {}))
+        check_names(config)
         self.defined_test_sets = (config.get("evaluation") or {}).get("sets") or {}
-        chosen_sets = selection.get("test_sets")
-        self.test_sets = [DEFAULT_TEST_SET, *(self.defined_test_sets if chosen_sets is None else chosen_sets)]
+        self.grids = study_grids(config)
+        self.models = _union(grid["models"] for grid in self.grids)
+        self.calibrations = _union(grid["calibration"] for grid in self.grids)
+        self.methods = _union(grid["methods"] for grid in self.grids)
+        self.test_sets = [DEFAULT_TEST_SET, *_union(grid["test_sets"] for grid in self.grids)]
+        order = {name: index for names in (self.models, self.calibrations, self.methods)
+                 for index, name in enumerate(names)}
+        # cell -> the extra test sets it is evaluated on (the study's own split always)
+        cell_sets: dict[tuple[str, str, str], set[str]] = {}
+        for grid in self.grids:
+            for cell in itertools.product(grid["models"], grid["calibration"], grid["methods"]):
+                cell_sets.setdefault(cell, set()).update(grid["test_sets"])
+        self._cells = sorted(cell_sets, key=lambda cell: tuple(order[name] for name in cell))
+        self._cell_test_sets = {cell: [t for t in self.test_sets if t == DEFAULT_TEST_SET or t in sets]
+                                for cell, sets in cell_sets.items()}
+        self._model_test_sets = {model: [t for t in self.test_sets if t == DEFAULT_TEST_SET or any(
+            t in grid["test_sets"] for grid in self.grids if model in grid["models"])] for model in self.models}
         self._model_specs: dict = {}
+        self._source_digests: dict[str, str] = {}
         self.classes: list[str] = []
         self.check()
         self.check_evaluation_sets()
+        self.check_auto_methods()
 
     def check(self) -> None:
         """Checks the JSON schema cannot express: selections name defined entries, local paths exist."""
@@ -55,22 +143,22 @@ class Study:
             for split in ("train", "test"):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
         self._check_models()
-        for name in self.calibrations:
-            spec = self.config["calibration"][name]
+        for name, spec in (self.config.get("calibration") or {}).items():  # keys of every entry, selected or not
             try:
                 check_entry(name, spec)
             except CalibrationError as error:
                 raise ConfigError(str(error)) from None
+        for name in self.calibrations:  # files only of the selected ones (an unselected set may be elsewhere)
+            spec = self.config["calibration"][name]
             for field in ("path", "checkpoint", "repo_path", "model_dir"):
                 if spec.get(field):
                     _must_exist(spec[field], f"calibration.{name}.{field}", archive_ok=True)
             if spec["kind"] in MODEL_SPECIFIC_KINDS:
-                for model in self.models:
+                for model in dict.fromkeys(m for m, c, _ in self._cells if c == name):
                     if not self.model_spec(model).has_torch:
                         raise ConfigError(
                             f"calibration.{name} (kind {spec['kind']}) inverts a PyTorch network, but models.{model} "
-                            f"is kind {self.model_spec(model).kind}; give that model as kind torch, or leave "
-                            f"{name} out of study.calibration")
+                            f"{self.model_spec(model).torch_problem}, or leave {name} out of study.calibration")
         gan_training = self.config.get("gan_training") or {}
         if gan_training:
             from synthcal.gan.gan_train import check_train_settings  # imports torch: only when needed
@@ -80,6 +168,16 @@ class Study:
             except ValueError as error:
                 raise ConfigError(f"gan_training.{name}.train: {error}") from None
         self._check_side_env_entries()
+        self._check_report()
+
+    def _check_report(self) -> None:
+        """``report.reference_calibration`` names one of the study's calibration sets (the report compares with it)."""
+        reference = (self.config.get("report") or {}).get("reference_calibration")
+        if reference and reference not in self.calibrations:
+            where = ("is defined under `calibration:` but not selected by study.calibration"
+                     if reference in (self.config.get("calibration") or {}) else "is not defined under `calibration:`")
+            raise ConfigError(f"report.reference_calibration: {reference!r} {where}; the report compares every "
+                              f"cell with it, so name one of the study's sets: {self.calibrations}")
 
     def _check_models(self) -> None:
         """Every model entry resolves (files, factory, input size); selected ones have one output per class."""
@@ -145,6 +243,18 @@ class Study:
             return _folder_files(spec["path"])
         return self.generator_files(calib)
 
+    def calibration_sources_digest(self, calib: str) -> str:
+        """A folder set's files by content (the rule's params): replacing an image rebuilds the set even when the new
+        file is older (``cp -p``), which the files' mtimes alone miss. Empty for other kinds."""
+        from synthcal.io import content_fingerprint
+
+        if self.config["calibration"][calib]["kind"] != "folder":
+            return ""
+        if calib not in self._source_digests:
+            self._source_digests[calib] = content_fingerprint(self.calibration_inputs(calib),
+                                                              ".snakemake/synthcal-file-digests.json")
+        return self._source_digests[calib]
+
     def model_entry(self, model: str) -> dict:
         """What a model's jobs need to resolve it again: its name and config entry."""
         return {"name": model, "entry": self.config["models"][model] or {}}
@@ -192,7 +302,12 @@ class Study:
         return self.calibration_set(calib, model).replace("set.npz", "preview.png")
 
     def cells(self) -> list[tuple[str, str, str]]:
-        return [(m, c, q) for m in self.models for c in self.calibrations for q in self.methods]
+        """Every (model, calibration, method) of the study: the union of its grids."""
+        return list(self._cells)
+
+    def calibrated_pairs(self) -> list[tuple[str, str]]:
+        """(model, calibration set) pairs some cell uses."""
+        return list(dict.fromkeys((m, c) for m, c, _ in self._cells))
 
     def export_infos(self) -> list[str]:
         return [f"{RESULTS}/models/{m}/export.json" for m in self.models]
@@ -201,10 +316,10 @@ class Study:
         return [f"{RESULTS}/quantized/{m}/{c}/{q}/quantize.json" for m, c, q in self.cells()]
 
     def quality(self) -> list[str]:
-        return [f"{RESULTS}/quality/{m}/{c}.json" for m in self.models for c in self.calibrations]
+        return [f"{RESULTS}/quality/{m}/{c}.json" for m, c in self.calibrated_pairs()]
 
     def previews(self) -> list[str]:
-        return sorted({self.calibration_preview(c, m) for m in self.models for c in self.calibrations})
+        return sorted({self.calibration_preview(c, m) for m, c in self.calibrated_pairs()})
 
     # evaluations on every test set: the study's split (paths above) and each of `evaluation.sets`
     def evaluation_options(self) -> dict:
@@ -227,9 +342,13 @@ class Study:
         records = []
         for test_set in self.test_sets:
             for model in self.models:
+                if test_set not in self._model_test_sets[model]:
+                    continue
                 records.append({"test_set": test_set, "model": model, "precision": "fp32", "calibration": "",
                                 "method": "", "dir": self.fp32_eval_dir(model, test_set)})
             for model, calib, method in self.cells():
+                if test_set not in self._cell_test_sets[(model, calib, method)]:
+                    continue
                 records.append({"test_set": test_set, "model": model, "precision": "int8", "calibration": calib,
                                 "method": method, "dir": self.int8_eval_dir(model, calib, method, test_set),
                                 "quantize": f"{RESULTS}/quantized/{model}/{calib}/{method}/quantize.json"})
@@ -244,7 +363,8 @@ class Study:
     def report_study(self) -> dict:
         """What the report script needs to know about the grid (passed as the rule's params)."""
         return {"models": self.models, "calibrations": self.calibrations, "methods": self.methods,
-                "test_sets": self.test_sets, "evaluations": self.evaluations(),
+                "cells": [list(cell) for cell in self.cells()], "test_sets": self.test_sets,
+                "evaluations": self.evaluations(),
                 "timing": {model: self.timing_file(model) for model in self.models}}
 
     # speed: one timing job per model (rule time_model), alone on the machine; the report's speed-ups
@@ -280,7 +400,74 @@ class Study:
 
     def report(self) -> list[str]:
         return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/recommendation.csv",
-                f"{RESULTS}/report/index.html"]
+                f"{RESULTS}/report/index.html"] + ([AUTO_ORACLE_CSV] if self.auto_cells() else [])
+
+    # method `auto` (synthcal/quantization/auto.py): candidates scored on held-out synthetic images, then the oracle
+    def auto_methods(self) -> list[str]:
+        """Defined method names with ``algorithm: auto``."""
+        return [name for name, method in (self.config.get("methods") or {}).items()
+                if (method or {}).get("algorithm") == "auto" and (method or {}).get("engine", "nncf") == "nncf"]
+
+    def auto_method_pattern(self) -> str:
+        """Wildcard constraint of rule quantize_auto: the auto methods' names (none: a pattern matching nothing)."""
+        return "|".join(re.escape(name) for name in self.auto_methods()) or "(?!)"
+
+    def check_auto_methods(self) -> None:
+        """Every selected auto method: its candidates, and a holdout set that is synthetic and not a study set."""
+        from synthcal.quantization.auto import AutoMethodError, check_auto_method
+
+        for name in set(self.auto_methods()) & set(self.methods):
+            method = self.config["methods"][name]
+            try:
+                check_auto_method(name, method, self.config.get("calibration") or {}, self.calibrations)
+                check_entry(method["holdout"], self.config["calibration"][method["holdout"]])
+            except (AutoMethodError, CalibrationError) as error:
+                raise ConfigError(str(error)) from None
+            if self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
+                for model in dict.fromkeys(m for m, _, q in self._cells if q == name):
+                    if not self.model_spec(model).has_torch:
+                        raise ConfigError(f"methods.{name}.holdout {method['holdout']!r} inverts a PyTorch network, "
+                                          f"but models.{model} {self.model_spec(model).torch_problem}")
+
+    def holdout_set(self, wildcards) -> str:
+        """Input function of rule quantize_auto: the held-out synthetic set its proxy scores candidates on."""
+        return self.calibration_set(self.config["methods"][wildcards.method]["holdout"], wildcards.model)
+
+    def auto_cells(self) -> list[tuple[str, str, str]]:
+        return [cell for cell in self._cells if cell[2] in self.auto_methods()]
+
+    def test_set_file(self, test_set: str) -> str:
+        return f"{RESULTS}/data/test.npz" if test_set == DEFAULT_TEST_SET else f"{RESULTS}/data/eval/{test_set}.npz"
+
+    def auto_candidates_eval(self, wildcards) -> dict:
+        """Inputs of rule evaluate_auto_candidates: the cell's candidates (after its choice), the test set, FP32."""
+        return {"candidates": f"{RESULTS}/quantized/{wildcards.model}/{wildcards.calib}/{wildcards.method}/candidates",
+                "quantize_info": f"{RESULTS}/quantized/{wildcards.model}/{wildcards.calib}/{wildcards.method}/"
+                                 "quantize.json",
+                "test": self.test_set_file(wildcards.test_set),
+                "fp32_predictions": f"{self.fp32_eval_dir(wildcards.model, wildcards.test_set)}/predictions.npz"}
+
+    def auto_oracle_records(self) -> list[dict]:
+        """Per auto cell and test set: the files rule auto_vs_oracle reads (its candidates on the real test set, the
+        pick's and FP32's predictions, and ``default_full_bc``'s on the same set where the study has that cell)."""
+        records = []
+        for model, calib, method in self.auto_cells():
+            for test_set in self._cell_test_sets[(model, calib, method)]:
+                baseline = (model, calib, AUTO_BASELINE_METHOD)
+                records.append({
+                    "model": model, "calibration": calib, "method": method, "test_set": test_set,
+                    "quantize": f"{RESULTS}/quantized/{model}/{calib}/{method}/quantize.json",
+                    "candidates": f"{self.int8_eval_dir(model, calib, method)}/candidates/{test_set}.npz",
+                    "fp32": f"{self.fp32_eval_dir(model, test_set)}/predictions.npz",
+                    "baseline": (f"{self.int8_eval_dir(*baseline, test_set)}/predictions.npz"
+                                 if baseline in self._cell_test_sets and test_set in self._cell_test_sets[baseline]
+                                 else None),
+                })
+        return records
+
+    def auto_oracle_files(self) -> list[str]:
+        return [path for record in self.auto_oracle_records()
+                for path in (record["quantize"], record["candidates"], record["fp32"], record["baseline"]) if path]
 
     # the side environment (synthcal/sideenv.py): POT methods and the Datumaro fractal backend
     def _check_side_env_entries(self) -> None:
@@ -342,6 +529,50 @@ class Study:
                 "marker": str(side_env_marker())}
 
 
+GRID_KEYS = {"models": "models", "calibration": "calibration", "methods": "methods"}
+
+
+def study_grids(config: dict) -> list[dict]:
+    """``study`` as a list of grids, each with ``models``, ``calibration``, ``methods`` and ``test_sets`` resolved:
+    an omitted key selects every defined entry; an empty list is refused (it would select no cell), except
+    ``test_sets: []``, which means no extra test set. A name listed twice is refused, naming the key."""
+    selection = config.get("study")
+    grids = selection if isinstance(selection, list) else [selection or {}]
+    if not grids:
+        raise ConfigError("study: [] selects no cell; omit `study` for every defined entry, or give one or more "
+                          "grids ({models: [...], calibration: [...], methods: [...]})")
+    defined_sets = (config.get("evaluation") or {}).get("sets") or {}
+    resolved = []
+    for index, grid in enumerate(grids):
+        where = f"study[{index}]" if isinstance(selection, list) else "study"
+        grid = grid or {}
+        entry = {}
+        for key, section in (*GRID_KEYS.items(), ("test_sets", "evaluation.sets")):
+            defined = defined_sets if key == "test_sets" else (config.get(section) or {})
+            chosen = grid.get(key)
+            if chosen is None:
+                entry[key] = list(defined)
+                continue
+            if not chosen and key != "test_sets":
+                raise ConfigError(f"{where}.{key}: [] selects nothing, so the grid has no cell; omit {key} for every "
+                                  f"entry defined under `{section}:`, or list the ones to use")
+            repeated = sorted({name for name in chosen if chosen.count(name) > 1})
+            if repeated:
+                raise ConfigError(f"{where}.{key} lists {', '.join(map(repr, repeated))} more than once; list each "
+                                  "name once")
+            for name in chosen:
+                if name not in defined:
+                    raise ConfigError(f"{where}.{key} names {name!r}, which is not defined under `{section}:` "
+                                      f"(defined: {sorted(defined)})")
+            entry[key] = list(chosen)
+        resolved.append(entry)
+    return resolved
+
+
+def _union(lists) -> list[str]:
+    return list(dict.fromkeys(name for names in lists for name in names))
+
+
 def _folder_files(path: str) -> list[str]:
     """Every image file under a folder (sorted), or the tarball a folder path points into."""
     from synthcal.data import containing_archive, image_files
@@ -370,6 +601,9 @@ def _must_exist(path, key: str, archive_ok: bool = False) -> None:
 @contextlib.contextmanager
 def job(snakemake):
     """Run a workflow script's body with stdout/stderr (progress bars, NNCF logs) in the rule's log file."""
+    from synthcal.cluster.runguard import watch_run
+
+    watch_run()  # a local job ends when the run that started it is killed (no duplicate beside a rerun)
     log_path = snakemake.log[0] if snakemake.log else None
     threads = int(getattr(snakemake, "threads", 1) or 1)
     # torch reads OMP_NUM_THREADS when imported; jobs that only run IRs never import it (about 1.3 s each)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -33,15 +34,18 @@ def _dry_run(configfile: Path) -> subprocess.CompletedProcess:
 
 @pytest.fixture
 def base_config(tmp_path) -> dict:
-    """config/offline.yaml with its ../shared inputs swapped for empty stand-ins, so no case depends on ../shared."""
+    """config/offline.yaml with its ../shared inputs swapped for empty stand-ins, so no case depends on ../shared;
+    ``study`` is its first grid (resnet20, every method) as a single mapping."""
     config = yaml.safe_load(OFFLINE.read_text())
     stand_ins = tmp_path / "stand-ins"
     for split in ("train", "test"):
         (stand_ins / split).mkdir(parents=True)
         config["data"]["folders"][split] = str(stand_ins / split)
-    weights = stand_ins / "resnet20.pt"
-    weights.write_bytes(b"")
-    config["models"]["resnet20"]["weights"]["path"] = str(weights)
+    for model, entry in config["models"].items():
+        weights = stand_ins / f"{model}.pt"
+        weights.write_bytes(b"")
+        entry["weights"]["path"] = str(weights)
+    config["study"] = config["study"][0]
     config["data"]["classes"] = list(CIFAR10_CLASSES)  # the stand-in folders are empty
     config["calibration"]["folder_jpeg"]["path"] = str(stand_ins / "train")
     config["evaluation"]["sets"]["jpeg10k"]["path"] = str(stand_ins / "test")
@@ -64,6 +68,13 @@ CASES = {
     "missing-data-folder": ("data.folders.test", "../shared/data/no-such-folder/test",
                             ["data.folders.test", "no-such-folder"]),
     "undefined-method": ("study.methods", ["default", "fastest_please"], ["study.methods", "fastest_please"]),
+    "empty-methods": ("study.methods", [], ["study.methods: [] selects nothing", "omit methods"]),
+    "duplicate-calibration": ("study.calibration", ["cifar10", "noise", "cifar10"],
+                              ["study.calibration lists 'cifar10' more than once"]),
+    "duplicate-in-a-grid": ("study", [{"models": ["resnet20"], "methods": ["accuracy_aware"]},
+                                      {"models": ["resnet56"], "methods": ["accuracy_aware", "accuracy_aware"]}],
+                            ["study[1].methods lists 'accuracy_aware' more than once"]),
+    "grid-typo": ("study", [{"models": ["resnet20"], "method": ["accuracy_aware"]}], ["'method' was unexpected"]),
     "undefined-test-set": ("study.test_sets", ["jpeg20k"], ["study.test_sets", "jpeg20k", "evaluation.sets"]),
     "bad-type": ("calibration.cifar10.per_class", "many", ["per_class", "many"]),
     "gan-train-typo": ("gan_training.adversarial.train.lamda_class", 1.0,
@@ -75,6 +86,11 @@ CASES = {
     "test-set-named-test": ("evaluation.sets.test", {"source": "folder", "path": "."}, ["evaluation", "test"]),
     "timing-too-few-repeats": ("timing", {"repeats": 3}, ["timing", "repeats", "minimum of 5"]),
     "timing-typo": ("timing", {"repats": 7}, ["timing", "repats"]),
+    # issue 23: caught before any job, not in the job (seed) or at the report (reference_calibration)
+    "seed-negative": ("seed", -1, ["config key seed: -1 is less than the minimum of 0"]),
+    "calibration-seed-negative": ("calibration.noise.seed", -1, ["config key calibration.noise.seed", "minimum"]),
+    "reference-calibration-undefined": ("report", {"reference_calibration": "cifar11"},
+                                        ["report.reference_calibration", "'cifar11' is not defined"]),
 }
 
 
@@ -141,3 +157,170 @@ def test_study_test_sets_selects_extra_test_sets(base_config):
     study = Study(config)
     assert study.test_sets == ["test"]
     assert not any("/sets/" in record["dir"] for record in study.evaluations())
+
+
+def test_study_is_the_union_of_its_grids_not_their_product(base_config):
+    from synthcal.workflow import Study
+
+    config = copy.deepcopy(base_config)
+    config["study"] = [
+        {"models": ["resnet20"], "calibration": ["cifar10", "noise"], "methods": ["accuracy_aware", "pot_default"]},
+        {"models": ["resnet56", "resnet20"], "calibration": ["noise"], "methods": ["default_full_bc"],
+         "test_sets": []},
+    ]
+    study = Study(config)
+    assert study.models == ["resnet20", "resnet56"]
+    assert study.methods == ["accuracy_aware", "pot_default", "default_full_bc"]
+    assert study.cells() == [
+        ("resnet20", "cifar10", "accuracy_aware"), ("resnet20", "cifar10", "pot_default"),
+        ("resnet20", "noise", "accuracy_aware"), ("resnet20", "noise", "pot_default"),
+        ("resnet20", "noise", "default_full_bc"), ("resnet56", "noise", "default_full_bc")]
+    # every consumer sees the cells, not models × calibration × methods
+    assert [ir["name"] for ir in study.timed_irs("resnet56")] == ["fp32", "noise/default_full_bc"]
+    assert study.quality() == ["results/quality/resnet20/cifar10.json", "results/quality/resnet20/noise.json",
+                               "results/quality/resnet56/noise.json"]
+    assert len(study.quantize_infos()) == 6
+    # the second grid asks for no extra test set: resnet56 is evaluated on the study's split only
+    on_jpeg = {(r["model"], r["calibration"], r["method"]) for r in study.evaluations() if r["test_set"] == "jpeg10k"}
+    assert on_jpeg == {("resnet20", "", ""), ("resnet20", "cifar10", "accuracy_aware"),
+                       ("resnet20", "cifar10", "pot_default"), ("resnet20", "noise", "accuracy_aware"),
+                       ("resnet20", "noise", "pot_default")}
+    assert len(study.evaluations()) == 2 + 6 + 5
+    assert study.needs_side_env()
+
+
+def test_one_grid_as_a_mapping_still_works(base_config):
+    from synthcal.workflow import Study
+
+    config = copy.deepcopy(base_config)
+    config["study"] = {"models": ["resnet56"], "calibration": ["fractal"]}
+    study = Study(config)
+    assert study.cells() == [("resnet56", "fractal", m) for m in config["methods"]]
+
+
+@pytest.mark.parametrize("selection, message", [
+    ({"calibration": []}, "study.calibration: [] selects nothing"),
+    ([{"models": ["resnet20"]}, {"models": []}], "study[1].models: [] selects nothing"),
+    ([], "study: [] selects no cell"),
+    ({"models": ["resnet20", "resnet56", "resnet20"]}, "study.models lists 'resnet20' more than once"),
+    ({"test_sets": ["jpeg10k", "jpeg10k"]}, "study.test_sets lists 'jpeg10k' more than once"),
+])
+def test_empty_or_repeated_selections_are_refused_naming_the_key(base_config, selection, message):
+    from synthcal.workflow import ConfigError, Study
+
+    config = copy.deepcopy(base_config)
+    config["study"] = selection
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Study(config)
+
+
+# --------------------------------------------------------------------------- names and schema errors (issue 23)
+SCHEMA = REPO / "schemas" / "config.schema.yaml"
+ENTRY_OF = {"models": ("resnet20",), "calibration": ("noise",), "methods": ("accuracy_aware",),
+            "evaluation.sets": ("jpeg10k",), "gan_training": ("adversarial",)}
+
+
+def _section(config: dict, section: str) -> dict:
+    for part in section.split("."):
+        config = config[part]
+    return config
+
+
+@pytest.mark.parametrize("section", list(ENTRY_OF))
+@pytest.mark.parametrize("name, rule", [
+    ("..", "not a usable name"), (".", "not a usable name"), ("a/b", "not a usable name"),
+    ("-x", "not a usable name"), ("a.b", "not a usable name"), ("fp32", "a reserved name"), ("Sets", "a reserved name"),
+])
+def test_every_entry_name_follows_one_rule_before_any_job(base_config, section, name, rule):
+    """Names become folders under results/: '..' wrote outside it, 'fp32' or 'sets' collide with fixed folders."""
+    from synthcal.workflow import ConfigError, Study, validate_config
+
+    config = copy.deepcopy(base_config)
+    entries = _section(config, section)
+    entries[name] = copy.deepcopy(entries[ENTRY_OF[section][0]])
+    message = f"{section} key {name!r}: {rule}"
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        validate_config(config, SCHEMA)
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        Study(config)
+
+
+def test_good_names_pass_and_the_wildcards_use_the_same_rule(base_config):
+    from synthcal.workflow import NAME_PATTERN, Study, name_problem, validate_config
+
+    for name in ("resnet20", "default_full_bc", "jpeg10k", "my-set-2", "FP16"):
+        assert name_problem(name) is None
+    config = copy.deepcopy(base_config)
+    config["study"]["methods"] = ["accuracy_aware"]  # the only method offline.yaml defines without config.yaml
+    validate_config(config, SCHEMA)
+    Study(config)
+    assert "model=NAME_PATTERN" in (REPO / "Snakefile").read_text() and NAME_PATTERN.startswith("[A-Za-z0-9]")
+
+
+def test_schema_error_starts_with_the_key_path(base_config, tmp_path):
+    """Not Snakemake's 60-140 line dump of the schema: one line naming the key, as the dry run prints it."""
+    config = copy.deepcopy(base_config)
+    config["calibration"]["cifar10"]["per_class"] = "many"
+    configfile = tmp_path / "config.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = _dry_run(configfile)
+    lines = (result.stdout + result.stderr).splitlines()
+    assert result.returncode != 0
+    first = next(index for index, line in enumerate(lines) if line.startswith("ConfigError"))
+    assert lines[first + 1].startswith("config key calibration.cifar10.per_class: 'many' is not of type 'integer'")
+    assert len(lines) - first < 12, "\n".join(lines)
+
+
+def test_unselected_calibration_entries_are_checked_too(base_config):
+    from synthcal.workflow import ConfigError, Study
+
+    config = copy.deepcopy(base_config)
+    config["study"]["calibration"] = ["noise"]
+    config["study"]["methods"] = ["accuracy_aware"]
+    config["calibration"]["fractal"]["cuont"] = 10  # fractal is not selected
+    with pytest.raises(ConfigError, match=r"calibration.fractal: key\(s\) \['cuont'\]"):
+        Study(config)
+
+
+def test_folder_set_digest_sees_a_replaced_image_with_an_older_mtime(base_config, tmp_path, monkeypatch):
+    """cp -p / rsync -t put back an older mtime; the rule's params (this digest) still change, so the set rebuilds."""
+    import shutil
+
+    from synthcal.workflow import Study
+
+    monkeypatch.chdir(tmp_path)  # the digest cache lives in ./.snakemake, as in a workflow's directory
+    images = tmp_path / "images" / "cat"
+    images.mkdir(parents=True)
+    for index in range(3):
+        (images / f"{index}.png").write_bytes(bytes([index]) * 100)
+    config = copy.deepcopy(base_config)
+    config["study"].update(methods=["accuracy_aware"], calibration=["folder_jpeg", "noise"])
+    config["calibration"]["folder_jpeg"]["path"] = str(images.parent)
+    before = Study(config).calibration_sources_digest("folder_jpeg")
+    assert Study(config).calibration_sources_digest("noise") == ""
+    assert Study(config).calibration_sources_digest("folder_jpeg") == before  # from the cache, unchanged
+    replacement = tmp_path / "older.png"
+    replacement.write_bytes(b"\x09" * 100)  # same size
+    old = (images / "1.png").stat().st_mtime - 3600
+    os.utime(replacement, (old, old))
+    shutil.copy2(replacement, images / "1.png")  # what cp -p does: the older mtime comes along
+    assert (images / "1.png").stat().st_mtime < (images / "0.png").stat().st_mtime
+    assert Study(config).calibration_sources_digest("folder_jpeg") != before
+    assert "sources_digest=lambda w: study.calibration_sources_digest(w.calib)" in (
+        REPO / "rules" / "calibration.smk").read_text()
+
+
+def test_offline_models_are_the_published_checkpoints_checked_by_full_sha256():
+    from synthcal.io import file_digest
+    from synthcal.models.weights import WeightsError, check_sha256, expected_sha256
+
+    config = yaml.safe_load(OFFLINE.read_text())
+    assert set(config["models"]) == {"resnet20", "resnet56", "shufflenetv2_x0_5"}
+    for model, entry in config["models"].items():
+        weights = entry["weights"]
+        expected = expected_sha256(model, weights)
+        assert len(expected) == 64, model
+        path = shared_path("weights", Path(weights["path"]).name)
+        assert file_digest(path, "sha256") == expected
+        with pytest.raises(WeightsError, match="refusing"):
+            check_sha256(path, expected[:-1] + ("0" if expected[-1] != "0" else "1"), f"models.{model}.weights")

@@ -395,3 +395,80 @@ def test_image_set_errors(tmp_path):
         load_image_set(junk)
     with pytest.raises(FileNotFoundError):
         load_image_set(tmp_path / "missing.npz")
+
+
+# --------------------------------------------------------------------------- untrusted input (issue 23)
+
+
+class _RunsCode:
+    """Unpickling this calls os.system: what a crafted data_batch_1 could do with plain pickle.load."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return os.system, (f"touch {self.marker}",)
+
+
+def test_pickle_batch_cannot_run_code(cifar_fixture, tmp_path):
+    root, _, _ = cifar_fixture
+    folder = tmp_path / PICKLE_DIR
+    folder.mkdir()
+    marker = tmp_path / "code-ran"
+    data = np.zeros((1, 3072), dtype=np.uint8)
+    with open(folder / "test_batch", "wb") as handle:
+        pickle.dump({b"labels": [0], b"data": data, b"filenames": [_RunsCode(marker)]}, handle, protocol=2)
+    with pytest.raises(DataError, match="test_batch is not a CIFAR-10 pickle batch.*refusing to load .*system"):
+        read_pickle_batches(tmp_path, "test")
+    assert not marker.exists()
+    tarball = tmp_path / "evil.tar.gz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        archive.add(folder, arcname=PICKLE_DIR)
+    with pytest.raises(DataError, match="refusing to load"):
+        read_pickle_batches(tarball, "test")
+    assert not marker.exists()
+
+
+def test_pickle_batch_as_numpy1_wrote_it(cifar_fixture, tmp_path):
+    """The official batches name NumPy 1's ``numpy.core.multiarray._reconstruct``; it still loads (and only it)."""
+    root, _, truth = cifar_fixture
+    folder = tmp_path / PICKLE_DIR
+    folder.mkdir()
+    original = (root / PICKLE_DIR / "test_batch").read_bytes()
+    assert b"numpy._core.multiarray\n_reconstruct" in original  # GLOBAL opcode: module and name on two lines
+    (folder / "test_batch").write_bytes(original.replace(b"numpy._core.multiarray\n", b"numpy.core.multiarray\n"))
+    image_set = read_pickle_batches(tmp_path, "test")
+    np.testing.assert_array_equal(image_set.images, truth["test_batch"][0])
+
+
+def _png16(pixels: np.ndarray) -> bytes:
+    """A 16-bit greyscale PNG (Pillow reads it as mode I;16)."""
+    buffer = io.BytesIO()
+    Image.fromarray(pixels.astype(np.uint16)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def test_16_bit_png_is_scaled_not_clipped(tmp_path):
+    grey = np.array([[0, 255, 256, 4096], [32768, 40000, 65280, 65535]], dtype=np.uint16).repeat(8, 0).repeat(8, 1)
+    (tmp_path / "cat").mkdir()
+    (tmp_path / "cat" / "0.png").write_bytes(_png16(grey))
+    with Image.open(tmp_path / "cat" / "0.png") as image:
+        assert image.mode == "I;16"
+    image_set = read_image_folder(tmp_path, size=None, show_progress=False)
+    expected = (grey >> 8).astype(np.uint8)  # the high byte, as Pillow reads 16-bit colour PNGs
+    for channel in range(3):
+        np.testing.assert_array_equal(image_set.images[0, ..., channel], expected)
+    assert image_set.images[0, 0, 8, 0] == 0 and image_set.images[0, 8, 0, 0] == 128  # was 255 (clipped)
+
+
+def test_folder_path_may_be_the_tarball_itself(class_tree, tmp_path):
+    folder, pixels, labels = class_tree
+    archive_path = tmp_path / "classes.tar"
+    with tarfile.open(archive_path, "w") as archive:
+        for class_dir in folder.iterdir():
+            archive.add(class_dir, arcname=class_dir.name)  # <class>/<n>.png at the archive's root
+    image_set = read_image_folder(archive_path, show_progress=False)
+    np.testing.assert_array_equal(image_set.images, pixels)
+    np.testing.assert_array_equal(image_set.labels, labels)

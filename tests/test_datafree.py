@@ -7,10 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from conftest import TinyClassifier, shared_path
 from torch import nn
 
-from synthcal.calibration.datafree import invert_batchnorm, resolve_precision
+from synthcal.calibration import CalibrationContext, CalibrationError, build_calibration_set
+from synthcal.calibration.datafree import invert_batchnorm, model_settings, resolve_precision
 from synthcal.models.checkpoint import load_state_dict_file
 from synthcal.models.cifar_zoo import build_model
 from synthcal.models.raw_pixels import RawPixelClassifier
@@ -105,7 +107,8 @@ def test_without_a_cxx_compiler_the_step_runs_eagerly_and_says_so(tmp_path):
 import json, torch
 from conftest import TinyClassifier
 from test_datafree import _fit_running_stats
-from synthcal.calibration.datafree import invert_batchnorm, resolve_precision
+from synthcal.calibration import CalibrationContext, CalibrationError, build_calibration_set
+from synthcal.calibration.datafree import invert_batchnorm, model_settings, resolve_precision
 from synthcal.models.raw_pixels import RawPixelClassifier
 from synthcal.models.zoo import ZOO_INPUT
 torch.manual_seed(0)
@@ -151,3 +154,46 @@ def test_under_bf16_grouped_convolutions_run_in_float32_and_the_model_is_left_as
     assert result.provenance["float32_grouped_convolutions"] == 1
     assert "forward" not in vars(depthwise)
     assert _run(model, count=8, batch_size=8, iterations=3).provenance["float32_grouped_convolutions"] == 0
+
+
+def test_per_model_settings_replace_the_entrys_for_that_model_only(tiny_model):
+    entry = {"kind": "datafree", "per_class": 2, "seed": 1, "iterations": 4, "lr": 0.5,
+             "precision": "fp32", "compile": False, "batch_size": 10,
+             "per_model": {"tiny": {"iterations": 2}, "other": {"lr": 0.1}}}
+    assert model_settings(entry, "tiny") == {"iterations": 2, "lr": 0.5, "precision": "fp32", "compile": False,
+                                             "batch_size": 10}
+    assert model_settings(entry, "other")["iterations"] == 4 and model_settings(entry, "other")["lr"] == 0.1
+    assert model_settings(entry, "neither") == model_settings({**entry, "per_model": {}}, "neither")
+    context = CalibrationContext(classes=[str(index) for index in range(10)], classifier=tiny_model,
+                                 model_name="tiny", show_progress=False)
+    built = build_calibration_set("datafree", entry, context)
+    assert built.provenance["iterations"] == 2 and built.provenance["lr"] == 0.5 and len(built) == 20
+    assert built.provenance["config"]["per_model"] == entry["per_model"]  # recorded as configured
+
+
+@pytest.mark.parametrize("per_model, message", [
+    ({"tiny": {"iterationz": 2}}, r"calibration\.datafree\.per_model\.tiny: key\(s\) \['iterationz'\]"),
+    ({"tiny": {"count": 2}}, r"\['count'\] are not inversion settings"),
+    ({"tiny": 30}, r"per_model\.tiny"),
+])
+def test_bad_per_model_keys_are_refused_naming_them(per_model, message):
+    with pytest.raises(CalibrationError, match=message):
+        model_settings({"kind": "datafree", "per_model": per_model}, "tiny")
+
+
+def test_the_schema_checks_per_model_settings():
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    repo = Path(__file__).resolve().parents[1]
+    schema = str(repo / "schemas" / "config.schema.yaml")
+
+    def config(per_model):
+        shipped = yaml.safe_load((repo / "config.yaml").read_text())
+        shipped["calibration"]["datafree"]["per_model"] = per_model
+        return shipped
+
+    validate(config({"resnet56": {"iterations": 30}}), schema)
+    for bad in ({"resnet56": {"iterationz": 30}}, {"resnet56": {"iterations": 0}}):
+        with pytest.raises(WorkflowError, match="per_model"):
+            validate(config(bad), schema)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import shutil
 
 import numpy as np
@@ -93,6 +94,35 @@ def test_each_kind_reaches_the_users_own_top1(example, tmp_path):
     assert torch_input["mean"] == [0.485, 0.456, 0.406] and torch_input["scale"] == 255
 
 
+def test_checkpoint_saved_before_pytorch_0_4_1_loads_and_reaches_the_users_top1(example, tmp_path):
+    """No num_batches_tracked buffers and no per-module versions, as PyTorch < 0.4.1 saved: PyTorch's own
+    load_state_dict(strict=True) accepts it, and so must the torch kind."""
+    _, files = example
+    wrapped = torch.load(files["checkpoint"], map_location="cpu", weights_only=True)
+    old_state = {name: value for name, value in wrapped["state_dict"].items() if "num_batches_tracked" not in name}
+    assert len(old_state) < len(wrapped["state_dict"])
+    old_file = tmp_path / "their_0.3.th"
+    torch.save({**wrapped, "state_dict": old_state}, old_file)  # a plain dict: no _metadata
+    make_example = _load_example_module()
+    network = make_example.their_module().resnet20()
+    network.load_state_dict({k.removeprefix("module."): v for k, v in old_state.items()}, strict=True)
+    test = read_image_folder(shared_path("data", "cifar10-lossless", "test"), show_progress=False)
+    with torch.no_grad():
+        pixels = torch.from_numpy(test.images).permute(0, 3, 1, 2).float()
+        user_top1 = float((make_example.WithNormalisation(network.eval())(pixels).numpy().argmax(1)
+                           == test.labels).mean())
+    entry = example_models(files)["their_torch"]
+    entry = {**entry, "checkpoint": {**entry["checkpoint"], "path": str(old_file)}}
+    spec = model_spec("old", entry)
+    fetched = fetch_network(spec, tmp_path / "cache", tmp_path / "old.pt", tmp_path / "old.pt.json")
+    assert fetched["kind"] == "torch"
+    info = export_model(spec, [str(tmp_path / "old.pt")], tmp_path / "old.xml", tmp_path / "old.json",
+                        test.images[:16])
+    assert info["parity"]["max_abs_diff"] <= 1e-3
+    metrics, _ = evaluate_ir(tmp_path / "old.xml", test, show_progress=False)
+    assert abs(metrics["top1"] - user_top1) <= 0.001 and user_top1 > 0.9, (metrics["top1"], user_top1)
+
+
 def _grid_config(workdir, files, models, calibrations, extra_models=None) -> dict:
     lossless = shared_path("data", "cifar10-lossless")
     return {
@@ -174,7 +204,16 @@ def test_folder_set_rebuilds_when_an_image_is_added(grid_run):
     workdir, _, (_, grid_config) = grid_run
     dry = run_snakemake(workdir, grid_config, args=("-n",))
     assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr
-    source = sorted((shared_path("data", "cifar10-lossless", "train") / "cat").glob("*.png"))[10]
+    # an image replaced by another with an older mtime (cp -p, rsync -t): the files' content is a param of the set
+    shared_cats = sorted((shared_path("data", "cifar10-lossless", "train") / "cat").glob("*.png"))
+    replaced = workdir / "own_images" / "cat" / shared_cats[0].name
+    older = replaced.stat().st_mtime - 3600
+    for content, expected in ((shared_cats[11], True), (shared_cats[0], False)):  # replaced, then put back
+        shutil.copyfile(content, replaced)
+        os.utime(replaced, (older, older))
+        dry = run_snakemake(workdir, grid_config, args=("-n",))
+        assert dry.returncode == 0 and ("results/calib/folder/32x32/set.npz" in dry.stdout + dry.stderr) == expected
+    source = shared_cats[10]
     shutil.copy(source, workdir / "own_images" / "cat" / source.name)
     dry = run_snakemake(workdir, grid_config, args=("-n",))
     output = dry.stdout + dry.stderr
@@ -201,8 +240,41 @@ def test_datafree_for_an_onnx_model_is_refused_before_any_job(example):
     _, files = example
     config = _study_config(example_models(files), ["their_onnx"],
                            calibration={"datafree": {"kind": "datafree", "per_class": 2}})
-    with pytest.raises(ConfigError, match=r"calibration.datafree .*models.their_onnx is kind onnx.*kind torch"):
-        Study(config)
+    with pytest.raises(ConfigError, match=r"calibration.datafree .*models.their_onnx is kind onnx and this ONNX has no "
+                                          r"BatchNorm statistics .*folded them into the convolutions.*kind torch"):
+        Study(config)  # the example's export folded BatchNorm into the convolutions (torch.onnx's default)
+
+
+def test_datafree_for_an_onnx_model_with_batchnorm_nodes_inverts_the_same_network(tmp_path):
+    """onnx2torch turns an ONNX that kept its BatchNormalization nodes into the same PyTorch network: its data-free
+    set is byte for byte the PyTorch model's (without torchvision: a placeholder serves onnx2torch's import only)."""
+    import sys
+
+    from synthcal.calibration.datafree import invert_batchnorm
+    from synthcal.models import torch_classifier
+    from synthcal.models.cifar_zoo import CIFAR10_MEAN, CIFAR10_STD, build_model
+
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    network = build_model("resnet20")
+    network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+    onnx_path = tmp_path / "with_bn.onnx"
+    torch.onnx.export(network.eval(), (torch.zeros(1, 3, 32, 32),), str(onnx_path), opset_version=11, dynamo=False,
+                      do_constant_folding=False, input_names=["image"], output_names=["logits"],
+                      dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    normalised = {"size": [32, 32], "scale": 255, "mean": list(CIFAR10_MEAN), "std": list(CIFAR10_STD)}
+    entry = {"kind": "onnx", "path": str(onnx_path), "input": normalised}
+    Study(_study_config({"mine": entry}, ["mine"], calibration={"datafree": {"kind": "datafree", "per_class": 2}}))
+    from_onnx = torch_classifier(model_spec("mine", entry), onnx_path)
+    assert sum(isinstance(module, torch.nn.BatchNorm2d) for module in from_onnx.modules()) == 21  # every one
+    assert "torchvision" not in sys.modules
+    from_torch = torch_classifier(model_spec("resnet20", {"weights": {"source": "path", "path": str(weights)}}),
+                                  weights)
+    settings = {"show_progress": False, "image_size": (32, 32), "pixel_mean": CIFAR10_MEAN, "pixel_std": CIFAR10_STD,
+                "iterations": 5, "batch_size": 20, "compile": False, "precision": "fp32"}
+    ours = invert_batchnorm(from_onnx, 20, 0, model_name="mine", **settings)
+    reference = invert_batchnorm(from_torch, 20, 0, model_name="resnet20", **settings)
+    np.testing.assert_array_equal(ours.images, reference.images)
+    assert ours.provenance["bn_loss_final"] == reference.provenance["bn_loss_final"]
 
 
 def test_output_count_must_equal_class_count(example):
@@ -260,6 +332,9 @@ def test_onnx_with_dynamic_size_needs_input_size(tmp_path):
 def test_sha256_mismatch_refuses_the_file(example, tmp_path):
     _, files = example
     entry = {"kind": "onnx", "url": files["onnx"].as_uri(), "sha256": "deadbeef", "input": {"size": [32, 32]}}
+    with pytest.raises(ModelConfigError, match=r"models.mine.sha256: give the full 64-hex sha256 .*8-hex prefix"):
+        model_spec("mine", entry)  # a prefix is not enough for a download (issue 23)
+    entry["sha256"] = "deadbeef" * 8
     out = tmp_path / "weights" / "mine.onnx"
     with pytest.raises(ModelConfigError, match=r"models.mine: .*checksum mismatch.*deadbeef"):
         fetch_network(model_spec("mine", entry), tmp_path / "cache", out, tmp_path / "weights" / "mine.onnx.json")

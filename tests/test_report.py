@@ -53,58 +53,87 @@ def _write_evaluation(directory: Path, predictions, labels, metrics: dict) -> No
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
-@pytest.fixture(scope="module")
-def report_dir(tmp_path_factory) -> tuple[Path, dict]:
-    root = tmp_path_factory.mktemp("report")
+def _build_study(root: Path, cells_per_model: dict[str, dict]) -> tuple[Path, dict]:
+    """Evaluation, quantize and timing files for ``cells_per_model`` (model → ``CELLS``-like dict), then the report.
+    Every model shares the labels and FP32 predictions; a model's cells differ by its position (offsets)."""
     labels = np.random.default_rng(0).integers(0, 10, N)
     fp32 = _predictions(labels, 0, 0)
     fp32_top1 = float((fp32 == labels).mean())
-    records = [{"test_set": "test", "model": "resnet20", "precision": "fp32", "calibration": "", "method": "",
-                "dir": str(root / "eval/fp32")}]
-    # the evaluation jobs' own throughput (a single pass beside other jobs) is off on purpose: the report must
-    # take speed from the timing step
-    _write_evaluation(root / "eval/fp32", fp32, labels,
-                      {"top1": fp32_top1, "top5": 1.0, "num_images": N, "images_per_second": FP32_SPEED / 3})
-    for index, ((calib, method), (kind, flips, float_layers, speed)) in enumerate(CELLS.items()):
-        predictions = _predictions(labels, flips, 200 + 7 * index)
-        top1 = float((predictions == labels).mean())
-        directory = root / f"eval/{calib}/{method}"
-        _write_evaluation(directory, predictions, labels, {
-            "top1": top1, "top5": 1.0, "num_images": N, "fp32_top1": fp32_top1, "delta_top1": top1 - fp32_top1,
-            "agreement_with_fp32": float((predictions == fp32).mean()), "images_per_second": speed * (1 + index),
-            "fp32_images_per_second": FP32_SPEED / 3})
-        quantize = root / f"quantized/{calib}/{method}/quantize.json"
-        quantize.parent.mkdir(parents=True, exist_ok=True)
-        quantize.write_text(json.dumps({"calibration_set": {"kind": kind}, "quantization_seconds": 1.0,
-                                        "float_layers": [f"layer{i}" for i in range(float_layers)]}))
-        records.append({"test_set": "test", "model": "resnet20", "precision": "int8", "calibration": calib,
-                        "method": method, "dir": str(directory), "quantize": str(quantize)})
+    records, timings = [], {}
+    for position, (model, cells) in enumerate(cells_per_model.items()):
+        base = root / model if len(cells_per_model) > 1 else root
+        records.append({"test_set": "test", "model": model, "precision": "fp32", "calibration": "", "method": "",
+                        "dir": str(base / "eval/fp32")})
+        # the evaluation jobs' own throughput (a single pass beside other jobs) is off on purpose: the report must
+        # take speed from the timing step
+        _write_evaluation(base / "eval/fp32", fp32, labels,
+                          {"top1": fp32_top1, "top5": 1.0, "num_images": N, "images_per_second": FP32_SPEED / 3})
+        for index, ((calib, method), (kind, flips, float_layers, speed)) in enumerate(cells.items()):
+            predictions = _predictions(labels, flips, 200 + 7 * index + 500 * position)
+            top1 = float((predictions == labels).mean())
+            directory = base / f"eval/{calib}/{method}"
+            _write_evaluation(directory, predictions, labels, {
+                "top1": top1, "top5": 1.0, "num_images": N, "fp32_top1": fp32_top1, "delta_top1": top1 - fp32_top1,
+                "agreement_with_fp32": float((predictions == fp32).mean()), "images_per_second": speed * (1 + index),
+                "fp32_images_per_second": FP32_SPEED / 3})
+            quantize = base / f"quantized/{calib}/{method}/quantize.json"
+            quantize.parent.mkdir(parents=True, exist_ok=True)
+            quantize.write_text(json.dumps({"calibration_set": {"kind": kind}, "quantization_seconds": 1.0,
+                                            "float_layers": [f"layer{i}" for i in range(float_layers)]}))
+            records.append({"test_set": "test", "model": model, "precision": "int8", "calibration": calib,
+                            "method": method, "dir": str(directory), "quantize": str(quantize)})
+        irs = [{"name": "fp32", "precision": "fp32", "calibration": "", "method": "", "xml": "fp32.xml"}]
+        irs += [{"name": f"{calib}/{method}", "precision": "int8", "calibration": calib, "method": method,
+                 "xml": f"{calib}/{method}/int8.xml"} for calib, method in cells]
+        speeds = {"fp32": FP32_SPEED * PACE} | {f"{calib}/{method}": speed * PACE * WOBBLE
+                                                for (calib, method), (*_, speed) in cells.items()}
+        timing = root / f"timing/{model}.json"
+        write_json(timing, timing_record(model, irs, speeds, order=interleaved_order(list(speeds), len(PACE)),
+                                         images=1000, batch_size=100, precision_hint="f32", seed=0))
+        timings[model] = str(timing)
     for record in records:
         record.update(metrics=f"{record['dir']}/metrics.json", predictions=f"{record['dir']}/predictions.npz")
-    irs = [{"name": "fp32", "precision": "fp32", "calibration": "", "method": "", "xml": "fp32.xml"}]
-    irs += [{"name": f"{calib}/{method}", "precision": "int8", "calibration": calib, "method": method,
-             "xml": f"{calib}/{method}/int8.xml"} for calib, method in CELLS]
-    speeds = {"fp32": FP32_SPEED * PACE} | {f"{calib}/{method}": speed * PACE * WOBBLE
-                                            for (calib, method), (*_, speed) in CELLS.items()}
-    timing = root / "timing/resnet20.json"
-    write_json(timing, timing_record("resnet20", irs, speeds, order=interleaved_order(list(speeds), len(PACE)),
-                                     images=1000, batch_size=100, precision_hint="f32", seed=0))
     preview = root / "calib/noise/preview.png"
     preview.parent.mkdir(parents=True)
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(preview)
     out = root / "report"
     names = {"summary": "summary.csv", "recommendation": "recommendation.csv",
-             "comparison": "calibration_comparison.csv", "html": "index.html", "speed_accuracy": "speed_accuracy.png",
-             "intervals": "delta_top1_intervals.png", "heatmap": "delta_top1.png", "throughput": "throughput.png",
-             "quality": "quality_vs_delta.png", "previews": "calibration_previews.png"}
+             "comparison": "calibration_comparison.csv", "study_table": "study_table.csv", "html": "index.html",
+             "speed_accuracy": "speed_accuracy.png", "intervals": "delta_top1_intervals.png",
+             "heatmap": "delta_top1.png", "throughput": "throughput.png", "quality": "quality_vs_delta.png",
+             "previews": "calibration_previews.png"}
     outputs = SimpleNamespace(**{key: str(out / name) for key, name in names.items()})
-    config = {"seed": 0, "calibration": {name: {"kind": kind} for (name, _), (kind, *_) in CELLS.items()},
+    all_cells = {cell: spec for cells in cells_per_model.values() for cell, spec in cells.items()}
+    config = {"seed": 0, "calibration": {name: {"kind": kind} for (name, _), (kind, *_) in all_cells.items()},
               "report": {"bootstrap_resamples": 2000}}
-    study = {"models": ["resnet20"], "calibrations": ["cifar10", "fractal", "noise"],
-             "methods": ["default", "accuracy_aware"], "test_sets": ["test"], "evaluations": records,
-             "timing": {"resnet20": str(timing)}}
+    study = {"models": list(cells_per_model), "calibrations": list(dict.fromkeys(c for c, _ in all_cells)),
+             "methods": list(dict.fromkeys(m for _, m in all_cells)), "test_sets": ["test"], "evaluations": records,
+             "timing": timings}
     build_report(SimpleNamespace(quality=[], previews=[str(preview)]), outputs, study, config)
     return out, {"fp32": fp32, "labels": labels}
+
+
+@pytest.fixture(scope="module")
+def report_dir(tmp_path_factory) -> tuple[Path, dict]:
+    return _build_study(tmp_path_factory.mktemp("report"), {"resnet20": CELLS})
+
+
+# three models as a study of two grids: resnet20 with every cell, the others with method default only, more
+# calibration sets, and cells of their own (resnet56's datafree set matches real data, shufflenet's does not)
+MORE_SETS = {("datafree", "default"): ("datafree", 22, 0, 2480.0), ("gan", "default"): ("gan", 60, 0, 2420.0),
+             ("folder", "default"): ("folder", 30, 0, 2460.0)}
+THREE_MODELS = {
+    "resnet20": {**CELLS, **MORE_SETS},
+    "resnet56": {cell: spec for cell, spec in {**CELLS, **MORE_SETS}.items() if cell[1] == "default"},
+    "shufflenetv2_x0_5": {**{cell: spec for cell, spec in CELLS.items() if cell[1] == "default"},
+                          ("datafree", "default"): ("datafree", 150, 0, 2400.0)},
+}
+
+
+@pytest.fixture(scope="module")
+def three_models(tmp_path_factory) -> Path:
+    out, _ = _build_study(tmp_path_factory.mktemp("three"), THREE_MODELS)
+    return out
 
 
 def test_summary_intervals_contain_estimates_and_mark_known_differences(report_dir):
@@ -198,3 +227,49 @@ def test_browser_check_sees_errors_requests_and_overflow(tmp_path):
     assert check.network_requests == ["http://127.0.0.1:9/remote.png"]
     assert check.horizontal_overflow >= 2000 - 1280
     assert len(check.problems()) >= 3
+
+
+def test_study_table_has_a_row_per_model_and_a_column_per_cell(three_models):
+    study = pd.read_csv(three_models / "study_table.csv").set_index("model")
+    assert list(study.index) == ["resnet20", "resnet56", "shufflenetv2_x0_5"]
+    summary = pd.read_csv(three_models / "summary.csv")
+    for row in summary[summary.precision == "int8"].itertuples():
+        key = f"{row.calibration}/{row.method}"
+        assert study.loc[row.model, f"{key}.top1"] == pytest.approx(row.top1)
+        assert study.loc[row.model, f"{key}.delta_top1_ci_low"] <= study.loc[row.model, f"{key}.delta_top1"]
+        assert study.loc[row.model, f"{key}.agreement_with_fp32"] == pytest.approx(row.agreement_with_fp32)
+    # a cell of the study's union, not of every model: resnet56 ran no accuracy-aware cell
+    assert np.isnan(study.loc["resnet56", "fractal/accuracy_aware.top1"])
+    assert study.fp32_top1.tolist() == pytest.approx([0.95] * 3, abs=0.02)
+    page = (three_models / "index.html").read_text()
+    assert page.index("<section id='study'>") < page.index("<section id='recommendation'>") < page.index(
+        "<section id='speed'>")
+    # the sentences under it: per model, and across models per method (22 and 24 flips vs 20: as good as real data;
+    # shufflenet's datafree (150) and every noise set differ)
+    assert "shufflenetv2_x0_5: FP32 top-1 95.0 %; the best INT8 cell without real images, fractal/default" in page
+    assert ("With default, without real images, agreement with FP32 is within the interval of real-data calibration "
+            "(cifar10; McNemar, paired) for fractal on 3 of 3, noise on 0 of 3, datafree on 2 of 3, gan on 0 of 2 "
+            "networks.") in page
+
+
+def test_recommendation_lists_only_methods_a_model_ran(three_models):
+    recommendation = pd.read_csv(three_models / "recommendation.csv")
+    per_method = recommendation[recommendation.scope == "calibration"]
+    assert set(per_method[per_method.model == "resnet56"].method) == {"default"}
+    assert set(per_method[per_method.model == "resnet20"].method) == {"default", "accuracy_aware"}
+    page = (three_models / "index.html").read_text()
+    recommended = page[page.index("<section id='recommendation'>"):page.index("<section id='speed'>")]
+    # one table row per model and test set before the folded details
+    table = recommended[:recommended.index("<details>")]
+    assert table.count("</tr>") == 1 + 3 and "datafree/default" in table and "fractal/default" in table
+
+
+def test_three_model_page_in_chromium_section_by_section(three_models, tmp_path):
+    if not find_chromium():
+        pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
+    check = check_page(three_models / "index.html", width=1280, height=800, sections=True)
+    assert check.problems() == []
+    assert {"study", "recommendation", "speed", "delta", "tables"} <= set(check.sections)
+    for anchor, png in check.sections.items():
+        with Image.open(__import__("io").BytesIO(png)) as shot:
+            assert shot.size[0] == 1280 and shot.size[1] > 20, anchor

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,7 +16,14 @@ import pytest
 import yaml
 from conftest import REPO, shared_path
 
-from synthcal.cluster.runguard import RunGuardError, claim_workdir, earlier_slurm_runs, refuse_orphans
+from synthcal.cluster.runguard import (
+    FINISHED_RUNS,
+    SKIP_CHECK,
+    RunGuardError,
+    claim_workdir,
+    earlier_slurm_runs,
+    refuse_orphans,
+)
 
 HOLDER = textwrap.dedent("""
     import sys, time
@@ -75,6 +83,60 @@ def test_live_jobs_of_an_earlier_run_are_refused_until_cancelled():
                          capture_output=True, text=True).stdout.strip() and time.monotonic() < deadline:
         time.sleep(0.5)
     refuse_orphans([name])  # cancelled: no longer alive
+
+
+def test_no_slurm_controller_names_the_way_out_and_finished_runs_are_not_asked_again(tmp_path, monkeypatch):
+    """squeue installed but no controller answering (a workstation after one SLURM run here): the run stops and
+    says how to go on; SYNTHCAL_SKIP_SLURM_CHECK=1 goes on for that run. Runs squeue found finished are remembered."""
+    if shutil.which("squeue") is None or _squeue_answers():
+        pytest.skip("needs the SLURM client installed with no controller answering (the case under test)")
+    logs = tmp_path / ".snakemake" / "log"
+    logs.mkdir(parents=True)
+    (logs / "2026-01-01T000000.000000.snakemake.log").write_text("SLURM run ID: synthcal_earlier\n")
+    current = logs / "2026-01-02T000000.000000.snakemake.log"
+    current.write_text("SLURM run ID: synthcal_this_run\n")
+    runs = earlier_slurm_runs(tmp_path / ".snakemake", current_logs=[current])
+    assert runs == ["synthcal_earlier"]  # this run's own ID is never taken for an earlier run
+    monkeypatch.delenv(SKIP_CHECK, raising=False)
+    with pytest.raises(RunGuardError, match=rf"(?s)synthcal_earlier.*run again with {SKIP_CHECK}=1"):
+        refuse_orphans(runs, tmp_path / ".snakemake")
+    monkeypatch.setenv(SKIP_CHECK, "1")
+    refuse_orphans(runs, tmp_path / ".snakemake")
+    assert not (tmp_path / ".snakemake" / FINISHED_RUNS).exists()  # not asked, so not known to be finished
+    (tmp_path / ".snakemake" / FINISHED_RUNS).write_text("synthcal_earlier\n")  # as a successful check leaves it
+    assert earlier_slurm_runs(tmp_path / ".snakemake", current_logs=[current]) == []
+
+
+JOB = textwrap.dedent("""
+    import sys, time
+    from synthcal.cluster.runguard import watch_run
+    print(watch_run(sys.argv[1], interval=0.2), flush=True)
+    time.sleep(60)
+""")
+
+
+def test_a_local_job_ends_when_the_run_that_started_it_is_killed(tmp_path):
+    """kill -9 of Snakemake alone: its local jobs stop by themselves, so a rerun does not run them twice."""
+    holder = _hold(tmp_path / ".snakemake")  # the run
+    job = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path / ".snakemake")], stdout=subprocess.PIPE,
+                           stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == str(holder.pid)  # it watches the run holding the lock
+        time.sleep(0.5)
+        assert job.poll() is None  # the run lives: the job goes on
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+        assert job.wait(timeout=10) == -signal.SIGTERM
+        assert f"(pid {holder.pid}) is gone" in job.stderr.read()
+    finally:
+        for process in (holder, job):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+    # no guarded run (a dry run, --no-hooks): nothing to watch
+    unguarded = subprocess.run([sys.executable, "-c", JOB.replace("time.sleep(60)", ""), str(tmp_path / ".snakemake")],
+                               capture_output=True, text=True, timeout=60)
+    assert unguarded.stdout.strip() == "None", unguarded.stderr
 
 
 def _squeue_answers() -> bool:

@@ -148,6 +148,9 @@ def test_report_in_a_real_browser(slice_run):
     with Image.open(report / "screenshot.png") as screenshot:
         assert screenshot.size == (1280, 800)
         assert len(screenshot.convert("L").getcolors(256)) > 16  # text and figures, not a blank page
+    # and every section whole, to look at: the study's table first
+    sections = {path.stem for path in (report / "sections").glob("*.png")}
+    assert {"study", "recommendation", "speed", "delta", "tables"} <= sections
 
 
 def test_int8_model_runs_in_int8(slice_run):

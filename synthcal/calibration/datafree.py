@@ -314,9 +314,27 @@ def invert_batchnorm(
     return ImageSet(np.concatenate(images), np.concatenate(labels).astype(np.int64), provenance)
 
 
-KEYS = frozenset({"count", "per_class", "seed", "iterations", "lr", "batch_size", "class_targets", "tv_weight",
-                  "l2_weight", "ce_weight", "jitter", "flip", "num_threads", "precision", "compile"})
+INVERSION_KEYS = frozenset({"iterations", "lr", "batch_size", "class_targets", "tv_weight", "l2_weight",
+                            "ce_weight", "jitter", "flip", "num_threads", "precision", "compile"})
+KEYS = INVERSION_KEYS | {"count", "per_class", "seed", "per_model"}
 MODEL_SPECIFIC = True
+
+
+def model_settings(spec: dict, model_name: str | None, name: str = "datafree") -> dict:
+    """The inversion options of calibration entry ``name`` for one model: the entry's own, then those under
+    ``per_model.<model_name>`` (e.g. ``per_model: {repvgg_a2: {iterations: 30}}``) over them."""
+    from synthcal.calibration import CalibrationError
+
+    per_model = spec.get("per_model") or {}
+    if not isinstance(per_model, dict):
+        raise CalibrationError(f"calibration.{name}.per_model must map model names to inversion settings")
+    for model, overrides in per_model.items():
+        unknown = sorted(set(overrides or {}) - INVERSION_KEYS) if isinstance(overrides, dict) else ["(not a map)"]
+        if unknown:
+            raise CalibrationError(f"calibration.{name}.per_model.{model}: key(s) {unknown} are not inversion "
+                                   f"settings (allowed: {sorted(INVERSION_KEYS)})")
+    options = {key: value for key, value in spec.items() if key in INVERSION_KEYS}
+    return {**options, **(per_model.get(model_name) or {})}
 
 
 def build(name: str, spec: dict, context) -> ImageSet:
@@ -325,7 +343,7 @@ def build(name: str, spec: dict, context) -> ImageSet:
     model = context.classifier
     if model is None:
         raise CalibrationError(f"calibration.{name}: the datafree kind needs the FP32 classifier it inverts")
-    options = {k: v for k, v in spec.items() if k not in ("kind", "seed", "per_class", "count")}
+    options = model_settings(spec, context.model_name, name)
     num_classes = len(context.classes) if context.classes else 10
     count = int(spec.get("count") or num_classes * int(spec.get("per_class", 100)))
     pixel_mean, pixel_std = model.pixel_space() if hasattr(model, "pixel_space") else (CIFAR10_MEAN, CIFAR10_STD)

@@ -12,7 +12,12 @@ running, while ``--unlock`` and a rerun would submit them again.
 * refuses to start while SLURM jobs of an earlier run in this directory are still queued or running: holding
   the lock, no other Snakemake runs here, so such jobs are orphans of a killed run and still write into it.
   Earlier runs are found by the SLURM run ID (the jobs' name) in their logs, ``.snakemake/log/`` of the last
-  ``ORPHAN_DAYS`` days.
+  ``ORPHAN_DAYS`` days. Runs squeue once found with nothing left are remembered (``FINISHED_RUNS``) and not asked
+  about again: holding the lock, nobody can submit jobs for them any more.
+
+Where squeue cannot reach a controller (a workstation with the SLURM client installed, a cluster that is down) the
+check cannot be made, and the run stops; ``SYNTHCAL_SKIP_SLURM_CHECK=1`` lets that one run go on (with a warning)
+once you know no job of the earlier runs is alive.
 """
 
 from __future__ import annotations
@@ -20,14 +25,19 @@ from __future__ import annotations
 import fcntl
 import os
 import re
+import shutil
+import signal
 import socket
 import sys
+import threading
 import time
 from pathlib import Path
 
 from synthcal.cluster.slurm import SlurmQueryError, live_jobs
 
 LOCK_NAME = "synthcal-run.lock"
+FINISHED_RUNS = "synthcal-finished-slurm-runs"  # run IDs squeue listed no live job of, one a line
+SKIP_CHECK = "SYNTHCAL_SKIP_SLURM_CHECK"  # =1: go on when squeue cannot answer
 ORPHAN_DAYS = 30  # longer than any SLURM time limit the profile asks for
 RUN_ID = re.compile(r"SLURM run ID: (\S+)")  # logged by snakemake-executor-plugin-slurm 2.8.0
 _held: list = []  # open lock files, kept for the life of the process
@@ -61,24 +71,41 @@ def claim_workdir(snakemake_dir: str | os.PathLike) -> Path:
     return path
 
 
-def earlier_slurm_runs(snakemake_dir: str | os.PathLike, days: float = ORPHAN_DAYS) -> list[str]:
-    """SLURM run IDs (the name of every job of a run) in this directory's Snakemake logs of the last ``days``."""
+def earlier_slurm_runs(snakemake_dir: str | os.PathLike, days: float = ORPHAN_DAYS, current_logs=()) -> list[str]:
+    """SLURM run IDs (the name of every job of a run) in this directory's Snakemake logs of the last ``days``, but
+    those of ``current_logs`` (this run's own) and those already found finished."""
     since = time.time() - days * 86400
+    current = {Path(log).resolve() for log in current_logs}
     names = set()
     for log in (Path(snakemake_dir) / "log").glob("*.snakemake.log"):
-        if log.stat().st_mtime >= since:
+        if log.stat().st_mtime >= since and log.resolve() not in current:
             with open(log, errors="replace") as lines:
                 names.update(match.group(1) for line in lines if (match := RUN_ID.search(line)))
+    finished = Path(snakemake_dir) / FINISHED_RUNS
+    if finished.is_file():
+        names -= set(finished.read_text().split())
     return sorted(names)
 
 
-def refuse_orphans(run_ids) -> None:
-    """Raise if jobs of these SLURM runs are still queued or running, naming them and how to cancel them."""
+def refuse_orphans(run_ids, snakemake_dir: str | os.PathLike | None = None) -> None:
+    """Raise if jobs of these SLURM runs are still queued or running, naming them and how to cancel them. With
+    ``snakemake_dir``, runs found finished are remembered there."""
+    run_ids = sorted(set(run_ids))
     try:
         alive = live_jobs(run_ids)
     except SlurmQueryError as error:
-        raise RunGuardError(f"cannot check whether SLURM jobs of earlier runs in this directory are still running: "
-                            f"{error}") from None
+        if os.environ.get(SKIP_CHECK) == "1":
+            print(f"synthcal: WARNING: {SKIP_CHECK}=1: not checking whether SLURM jobs of earlier runs in this "
+                  f"directory ({', '.join(run_ids)}) are still running ({error})", file=sys.stderr)
+            return
+        raise RunGuardError(
+            f"cannot check whether SLURM jobs of earlier runs in this directory ({', '.join(run_ids)}) are still "
+            f"running: {error}. If no SLURM controller can answer from here and you know none of their jobs is "
+            f"alive, run again with {SKIP_CHECK}=1 (that run only); once squeue answers, finished runs are not "
+            "asked about again.") from None
+    if snakemake_dir is not None and run_ids and shutil.which("squeue"):  # asked, not skipped for want of squeue
+        with open(Path(snakemake_dir) / FINISHED_RUNS, "a") as finished:
+            finished.writelines(f"{name}\n" for name in run_ids if name not in alive)
     if alive:
         runs = "; ".join(f"{' '.join(ids)} of run {name}" for name, ids in sorted(alive.items()))
         cancel = " && ".join(f"scancel --name {name}" for name in sorted(alive))
@@ -87,7 +114,48 @@ def refuse_orphans(run_ids) -> None:
             f"into it. Cancel them ({cancel}) or wait until squeue no longer lists them, then run again.")
 
 
+def watch_run(snakemake_dir: str | os.PathLike = ".snakemake", interval: float = 2.0) -> int | None:
+    """In a local job: end this job (SIGTERM) soon after the Snakemake run that holds the directory's lock dies.
+
+    A hard-killed Snakemake (SIGKILL) leaves its local jobs running, and a rerun would start the same jobs beside
+    them. The holder's pid is in the lock file; a daemon thread checks every ``interval`` seconds that it lives.
+    Returns the pid watched, or None: no guarded run holds the lock (dry runs, ``--no-hooks``), the holder is on
+    another host, or this is a SLURM job (those are found and cancelled by ``refuse_orphans``).
+    """
+    path = Path(snakemake_dir) / LOCK_NAME
+    if os.environ.get("SLURM_JOB_ID") or not path.is_file():
+        return None
+    with open(path) as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:  # a run holds it: the one that started this job
+            holder = re.match(r"pid (\d+) on (\S+),", handle.read())
+        else:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+            return None
+    if not holder or holder.group(2) != socket.gethostname():
+        return None
+    pid = int(holder.group(1))
+
+    def watch() -> None:
+        while True:
+            time.sleep(interval)
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                print(f"synthcal: the Snakemake run that started this job (pid {pid}) is gone; stopping the job",
+                      file=sys.stderr, flush=True)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+            except PermissionError:  # alive, another user's
+                pass
+
+    threading.Thread(target=watch, name="synthcal-run-watch", daemon=True).start()
+    return pid
+
+
 def guard_run(workflow) -> None:
     """The Snakefile's onstart: claim the working directory, then look for orphaned SLURM jobs of earlier runs."""
     claim_workdir(workflow.persistence.path)
-    refuse_orphans(earlier_slurm_runs(workflow.persistence.path))
+    refuse_orphans(earlier_slurm_runs(workflow.persistence.path, current_logs=workflow.logger_manager.get_logfile()),
+                   workflow.persistence.path)

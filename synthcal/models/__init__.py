@@ -39,6 +39,7 @@ class ModelSpec:
     input: InputSpec
     num_outputs: int | None = None  # None: known only once a downloaded file is there
     details: dict = field(default_factory=dict)
+    no_torch_reason: str | None = None  # set by a kind that has a PyTorch network for some files but not this one
 
     @property
     def key(self) -> str:
@@ -49,8 +50,15 @@ class ModelSpec:
         return kind_module(self.kind)
 
     @property
+    def torch_problem(self) -> str | None:
+        """Why there is no PyTorch network with BatchNorm statistics to invert (data-free sets), or None."""
+        if not self.module.HAS_TORCH:
+            return f"is kind {self.kind}, which has no PyTorch network; give that model as kind torch or onnx"
+        return self.no_torch_reason
+
+    @property
     def has_torch(self) -> bool:
-        return bool(self.module.HAS_TORCH)
+        return self.torch_problem is None
 
     @property
     def network_suffix(self) -> str | None:
@@ -95,5 +103,5 @@ def torch_classifier(spec: ModelSpec, network_file):
     from synthcal.models.raw_pixels import RawPixelClassifier
 
     if not spec.has_torch:
-        raise ModelConfigError(f"{spec.key}: kind {spec.kind} has no PyTorch network")
+        raise ModelConfigError(f"{spec.key} {spec.torch_problem}")
     return RawPixelClassifier(spec.module.torch_network(spec, network_file), spec.input).eval()

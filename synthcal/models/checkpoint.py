@@ -1,9 +1,11 @@
 """PyTorch checkpoints: load safely (``weights_only=True``), pick the state_dict inside a wrapper, strip
-prefixes, and load strictly with every missing or unexpected key listed."""
+prefixes, and load with PyTorch's ``load_state_dict(strict=True)``, every missing or unexpected key listed."""
 
 from __future__ import annotations
 
 import os
+import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -44,29 +46,53 @@ def load_state_dict_file(path: str | os.PathLike, state_dict_key: str | None = N
             nested = [str(name) for name, value in loaded.items() if isinstance(value, Mapping)]
             hint = f"; it wraps mappings under {nested}: set {key}.state_dict_key" if nested else ""
         raise CheckpointError(f"{key}: {path} does not hold a state_dict (a mapping of names to tensors){hint}")
-    state_dict = dict(loaded)
+    state_dict = OrderedDict(loaded)
+    # PyTorch's per-module versions: BatchNorm before version 2 (PyTorch < 0.4.1) had no num_batches_tracked, and
+    # load_state_dict fills it in for such files (and for files with no versions at all)
+    metadata = OrderedDict(getattr(loaded, "_metadata", None) or {})
     if strip_prefix:
-        state_dict = {name.removeprefix(strip_prefix): value for name, value in state_dict.items()}
+        state_dict = OrderedDict((name.removeprefix(strip_prefix), value) for name, value in state_dict.items())
+        bare = strip_prefix.rstrip(".")
+        metadata = OrderedDict(("" if module == bare else module.removeprefix(strip_prefix), version)
+                               for module, version in metadata.items() if module or not bare)
+    if metadata:
+        state_dict._metadata = metadata
     return state_dict
 
 
 def load_strict(network: nn.Module, state_dict: dict, key: str = "checkpoint", shown: int = 12) -> nn.Module:
-    """``load_state_dict(strict=True)`` with an error that lists missing, unexpected and mis-shaped keys."""
-    expected = network.state_dict()
-    missing = [name for name in expected if name not in state_dict]
-    unexpected = [name for name in state_dict if name not in expected]
-    mismatched = [f"{name} {tuple(state_dict[name].shape)} vs {tuple(tensor.shape)}"
-                  for name, tensor in expected.items() if name in state_dict and state_dict[name].shape != tensor.shape]
-    if missing or unexpected or mismatched:
-        parts = []
-        for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
-            if names:
-                more = f" … and {len(names) - shown} more" if len(names) > shown else ""
-                parts.append(f"{label} keys ({len(names)}): {', '.join(names[:shown])}{more}")
-        hint = ""
-        prefixes = {name.split(".", 1)[0] + "." for name in unexpected if "." in name}
-        if missing and len(prefixes) == 1:
-            hint = f"; try {key}.strip_prefix: {next(iter(prefixes))!r}"
-        raise CheckpointError(f"{key} does not fit the network: " + "; ".join(parts) + hint)
-    network.load_state_dict(state_dict, strict=True)
+    """PyTorch's own ``load_state_dict(strict=True)``; its error reworded to list the missing, unexpected and
+    mis-shaped keys, with a ``strip_prefix`` hint."""
+    try:
+        network.load_state_dict(state_dict, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(_reworded(str(error), key, shown)) from None
     return network
+
+
+def _reworded(message: str, key: str, shown: int) -> str:
+    """PyTorch's ``Error(s) in loading state_dict`` as one line naming the config key, each list cut at ``shown``."""
+    def quoted(label: str) -> list[str]:
+        found = re.search(label + r" key\(s\) in state_dict: (.*?)\. ?(?:\n|$)", message)
+        return re.findall(r'"([^"]+)"', found.group(1)) if found else []
+
+    missing, unexpected = quoted("Missing"), quoted("Unexpected")
+    mismatched = [f"{name} {_shape(saved)} vs {_shape(wanted)}" for name, saved, wanted in re.findall(
+        r"size mismatch for (\S+): copying a param with shape torch\.Size\((\[.*?\])\) from checkpoint, the shape "
+        r"in current model is torch\.Size\((\[.*?\])\)", message)]
+    if not (missing or unexpected or mismatched):
+        return f"{key} does not fit the network: {message}"
+    parts = []
+    for label, names in (("missing", missing), ("unexpected", unexpected), ("wrong shape", mismatched)):
+        if names:
+            more = f" … and {len(names) - shown} more" if len(names) > shown else ""
+            parts.append(f"{label} keys ({len(names)}): {', '.join(names[:shown])}{more}")
+    hint = ""
+    prefixes = {name.split(".", 1)[0] + "." for name in unexpected if "." in name}
+    if missing and len(prefixes) == 1:
+        hint = f"; try {key}.strip_prefix: {next(iter(prefixes))!r}"
+    return f"{key} does not fit the network: " + "; ".join(parts) + hint
+
+
+def _shape(listed: str) -> tuple:
+    return tuple(int(size) for size in re.findall(r"\d+", listed))

@@ -1,5 +1,6 @@
 """Kind ``onnx``: an ONNX file (local ``path`` or ``url`` + ``sha256``), converted by OpenVINO; the parity
-gate compares OpenVINO with ``onnx.reference`` on a few images."""
+gate compares OpenVINO with ``onnx.reference`` on a few images. Data-free sets invert the PyTorch network
+``onnx2torch`` makes of it, which needs BatchNormalization nodes (many exports fold them into the convolutions)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from synthcal.models.preprocessing import InputSpec
 
 CONFIG_KEYS = frozenset({"path", "url", "sha256", "input"})
 NETWORK_SUFFIX = "onnx"
-HAS_TORCH = False
+HAS_TORCH = True  # via onnx2torch, where the graph still holds BatchNormalization nodes
+NO_BATCHNORM = ("and this ONNX has no BatchNorm statistics (no BatchNormalization node: the export folded them into "
+                "the convolutions), so there is nothing to invert; export it with do_constant_folding=False, or give "
+                "the model as kind torch")
 REFERENCE_IMAGES = 8  # onnx.reference is slow: the parity gate uses this many images
 
 
@@ -59,7 +63,80 @@ def resolve(name: str, entry: dict) -> ModelSpec:
         num_outputs = out_dims[1] if len(out_dims) == 2 else None
     elif spec_input.size is None:
         raise ModelConfigError(f"{key}.input.size is not set (the file is downloaded at run time)")
-    return ModelSpec(name, "onnx", entry, spec_input, num_outputs)
+    spec = ModelSpec(name, "onnx", entry, spec_input, num_outputs)
+    if entry.get("path") and not batchnorm_nodes(onnx.load(str(Path(entry["path"]).expanduser()))):
+        spec.no_torch_reason = f"is kind onnx {NO_BATCHNORM}"
+    return spec
+
+
+def batchnorm_nodes(model: onnx.ModelProto) -> int:
+    return sum(node.op_type == "BatchNormalization" for node in model.graph.node)
+
+
+def _identity_initializers_inlined(model: onnx.ModelProto) -> onnx.ModelProto:
+    """The graph with Identity nodes of initializers removed (their users read the initializer): the exporter
+    shares equal tensors that way, and onnx2torch makes an nn.BatchNorm2d only of constant initializer inputs."""
+    graph = model.graph
+    initializers = {init.name for init in graph.initializer}
+    outputs = {value.name for value in graph.output}
+    alias = {node.output[0]: node.input[0] for node in graph.node
+             if node.op_type == "Identity" and node.input[0] in initializers and node.output[0] not in outputs}
+    if not alias:
+        return model
+    kept = [node for node in graph.node if not (node.op_type == "Identity" and node.output[0] in alias)]
+    for node in kept:
+        for index, name in enumerate(node.input):
+            if name in alias:
+                node.input[index] = alias[name]
+    del graph.node[:]
+    graph.node.extend(kept)
+    return model
+
+
+def _import_onnx2torch():
+    """onnx2torch, whose NMS and RoIAlign converters import torchvision at import time. torchvision's wheels are
+    built for one torch release each and are not installed here; when it is missing, a placeholder module stands in
+    for that import only and is removed again: a classifier with those detection ops fails at conversion."""
+    import sys
+    import types
+
+    if "onnx2torch" in sys.modules:
+        return sys.modules["onnx2torch"]
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        placeholder, ops = types.ModuleType("torchvision"), types.ModuleType("torchvision.ops")
+
+        def unavailable(*args, **kwargs):
+            raise NotImplementedError("torchvision is not installed: NMS/RoIAlign ONNX nodes cannot run here")
+
+        placeholder.ops = ops
+        ops.nms = ops.roi_align = ops.box_convert = unavailable
+        sys.modules.update({"torchvision": placeholder, "torchvision.ops": ops})
+        try:
+            import onnx2torch
+        finally:
+            del sys.modules["torchvision"], sys.modules["torchvision.ops"]
+        return onnx2torch
+    import onnx2torch
+
+    return onnx2torch
+
+
+def torch_network(spec: ModelSpec, network_file):
+    """The ONNX graph as a PyTorch module (onnx2torch), for data-free inversion of its BatchNorm statistics."""
+    model = onnx.load(str(network_file))
+    if not batchnorm_nodes(model):
+        raise ModelConfigError(f"{spec.key} {NO_BATCHNORM}")
+    try:
+        onnx2torch = _import_onnx2torch()
+    except ImportError as error:
+        raise ModelConfigError(f"{spec.key}: data-free sets of ONNX models need onnx2torch ({error}); install it with "
+                               "pip install --no-deps -r requirements-nodeps.txt") from error
+    try:
+        return onnx2torch.convert(_identity_initializers_inlined(model))
+    except NotImplementedError as error:
+        raise ModelConfigError(f"{spec.key}: onnx2torch cannot convert this ONNX ({error})") from error
 
 
 def local_files(spec: ModelSpec) -> list[str]:

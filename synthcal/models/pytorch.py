@@ -113,6 +113,9 @@ def check_source(source: dict, key: str) -> None:
         raise ModelConfigError(f"{key}: give either path or url (with sha256)")
     if source.get("url") and not source.get("sha256"):
         raise ModelConfigError(f"{key}.sha256 is not set (downloads are checked against it)")
+    if source.get("url") and len(source["sha256"]) != 64:
+        raise ModelConfigError(f"{key}.sha256: give the full 64-hex sha256 of {source['url']} (a "
+                               f"{len(source['sha256'])}-hex prefix is too short to stand for the file)")
     if source.get("path") and not Path(source["path"]).expanduser().is_file():
         raise ModelConfigError(f"{key}.path: {source['path']} does not exist")
 

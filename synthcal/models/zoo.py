@@ -25,6 +25,9 @@ def resolve(name: str, entry: dict) -> ModelSpec:
         raise ModelConfigError(f"models.{name}.architecture {architecture!r} is not a zoo architecture "
                                f"({', '.join(MODEL_NAMES)})")
     weights = entry.get("weights") or {}
+    if weights.get("url") and len(weights.get("sha256") or "") != 64:  # the release URLs keep their own hashes
+        raise ModelConfigError(f"models.{name}.weights.sha256: a url of your own needs the full 64-hex sha256 "
+                               "of its file")
     if weights.get("source") == "path":
         if not weights.get("path"):
             raise ModelConfigError(f"models.{name}.weights.path is not set")

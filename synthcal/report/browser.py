@@ -47,6 +47,14 @@ _MEASURE = """(() => {
 })()"""
 
 
+# Runs in the page: every section's id and its box in page coordinates.
+_SECTIONS = """[...document.querySelectorAll('section[id]')].map((s) => {
+  const box = s.getBoundingClientRect();
+  return {id: s.id, y: box.top + window.scrollY, height: box.height};
+})"""
+MAX_SECTION_HEIGHT = 8000
+
+
 class BrowserError(RuntimeError):
     """Chromium is missing, did not start, or did not answer."""
 
@@ -60,6 +68,7 @@ class PageCheck:
     network_requests: list[str] = field(default_factory=list)
     layout: dict = field(default_factory=dict)
     screenshot: bytes = b""
+    sections: dict[str, bytes] = field(default_factory=dict)  # section id → PNG of it (``sections=True``)
 
     @property
     def horizontal_overflow(self) -> int:
@@ -186,8 +195,9 @@ class _DevToolsPipe:
 
 
 def check_page(page: str | os.PathLike, *, width: int = 1280, height: int = 800, chromium: str | None = None,
-               timeout: float = 60.0) -> PageCheck:
-    """Load a local HTML file at ``width`` × ``height`` CSS pixels and return what was seen."""
+               timeout: float = 60.0, sections: bool = False) -> PageCheck:
+    """Load a local HTML file at ``width`` × ``height`` CSS pixels and return what was seen; with ``sections``,
+    also a PNG of every ``<section id=…>`` at that width, whole (at most ``MAX_SECTION_HEIGHT`` pixels)."""
     page = Path(page).resolve()
     if not page.is_file():
         raise FileNotFoundError(f"page not found: {page}")
@@ -214,9 +224,20 @@ def check_page(page: str | os.PathLike, *, width: int = 1280, height: int = 800,
                                   session)["result"]["value"]
             shot = browser.call("Page.captureScreenshot", {"format": "png", "captureBeyondViewport": False},
                                 session, timeout=timeout)
+            section_shots = {}
+            if sections:
+                boxes = browser.call("Runtime.evaluate", {"expression": _SECTIONS, "returnByValue": True},
+                                     session)["result"]["value"]
+                for box in boxes:
+                    clip = {"x": 0, "y": box["y"], "width": width,
+                            "height": max(1, min(box["height"], MAX_SECTION_HEIGHT)), "scale": 1}
+                    section_shots[box["id"]] = base64.b64decode(browser.call(
+                        "Page.captureScreenshot", {"format": "png", "captureBeyondViewport": True, "clip": clip},
+                        session, timeout=timeout)["data"])
         finally:
             browser.close()
-    check = PageCheck(url, width, height, layout=layout, screenshot=base64.b64decode(shot["data"]))
+    check = PageCheck(url, width, height, layout=layout, screenshot=base64.b64decode(shot["data"]),
+                      sections=section_shots)
     for event in browser.events:
         method, params = event.get("method"), event.get("params", {})
         if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
@@ -236,16 +257,21 @@ def check_page(page: str | os.PathLike, *, width: int = 1280, height: int = 800,
 
 
 def screenshot_report(page: str | os.PathLike, screenshot_path: str | os.PathLike, check_path: str | os.PathLike,
-                      width: int = 1280, height: int = 800) -> PageCheck:
-    """Check a report page in Chromium, write the first screen's PNG and the findings (JSON); raise on problems."""
+                      width: int = 1280, height: int = 800, sections_dir: str | os.PathLike | None = None) -> PageCheck:
+    """Check a report page in Chromium, write the first screen's PNG and the findings (JSON); raise on problems.
+    With ``sections_dir``, also one PNG per section there (``{id}.png``)."""
     from synthcal.io import atomic_path, write_json
 
-    check = check_page(page, width=width, height=height)
+    check = check_page(page, width=width, height=height, sections=sections_dir is not None)
     problems = check.problems()
     if problems:
         raise BrowserError(f"{page} at {width} px: " + "; ".join(problems))
     with atomic_path(screenshot_path) as tmp:
         tmp.write_bytes(check.screenshot)
+    if sections_dir is not None:
+        for anchor, png in check.sections.items():
+            with atomic_path(Path(sections_dir) / f"{anchor}.png") as tmp:
+                tmp.write_bytes(png)
     write_json(check_path, {"url": check.url, "viewport": [width, height], "console_errors": check.console_errors,
                             "network_requests": check.network_requests, "layout": check.layout})
     return check

@@ -29,7 +29,18 @@ from synthcal.evaluation.stats import CONFIDENCE, RESAMPLES, versus_reference, w
 from synthcal.evaluation.timing import FP32, consistency  # noqa: E402
 from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
-from synthcal.report.recommendation import compare_calibrations, recommend, reference_calibration  # noqa: E402
+from synthcal.report.recommendation import (  # noqa: E402
+    REAL_DATA_KINDS,
+    compare_calibrations,
+    recommend,
+    reference_calibration,
+)
+from synthcal.report.study_table import (  # noqa: E402
+    across_models_sentences,
+    model_sentences,
+    study_table,
+    study_table_html,
+)
 
 SUMMARY_COLUMNS = [
     "model", "test_set", "precision", "calibration", "method", "untrained", "top1", "top1_ci_low", "top1_ci_high",
@@ -173,26 +184,32 @@ def _test_set_title(table: pd.DataFrame, test_set: str) -> str:
 
 
 def _heatmap(table: pd.DataFrame, methods: list[str], test_sets: list[str], path) -> None:
+    """Δ top-1 per method and test set: models as rows, calibration sets as columns, each panel with its colour
+    scale beside it; models without a cell of that method are left out of its panel."""
     int8 = table[table.precision == "int8"]
     calibrations = list(dict.fromkeys(int8.calibration))
-    models = list(dict.fromkeys(int8.model))
-    panels = [(test_set, method) for test_set in test_sets for method in methods]  # one column: page width
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained",
-                             figsize=(1.0 * len(calibrations) + 2.8, (0.75 * len(models) + 1.5) * len(panels)))
-    for ax, (test_set, method) in zip(axes[:, 0], panels, strict=True):
-        cells = int8[(int8.method == method) & (int8.test_set == test_set)]
+    panels = []
+    for test_set in test_sets:
+        for method in methods:
+            cells = int8[(int8.method == method) & (int8.test_set == test_set)]
+            if len(cells):
+                panels.append((test_set, method, cells, list(dict.fromkeys(cells.model))))
+    heights = [0.62 * len(models) + 1.4 for *_, models in panels]
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained", height_ratios=heights,
+                             figsize=(1.05 * len(calibrations) + 4.0, sum(heights)))
+    for ax, (test_set, method, cells, models) in zip(axes[:, 0], panels, strict=True):
         grid = {name: cells.pivot(index="model", columns="calibration", values=name)
                 .reindex(index=models, columns=calibrations) * 100
                 for name in ("delta_top1", "delta_top1_ci_low", "delta_top1_ci_high")}
         image = ax.imshow(grid["delta_top1"].values, cmap="RdYlGn", vmin=-5, vmax=5, aspect="auto")
-        ax.set_xticks(range(len(calibrations)), calibrations, rotation=35, ha="right")
-        ax.set_yticks(range(len(models)), models)
+        ax.set_xticks(range(len(calibrations)), calibrations, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(len(models)), models, fontsize=8)
         for (i, j), value in np.ndenumerate(grid["delta_top1"].values):
             low, high = grid["delta_top1_ci_low"].values[i, j], grid["delta_top1_ci_high"].values[i, j]
             text = "–" if np.isnan(value) else f"{value:+.2f}\n[{low:+.1f}, {high:+.1f}]"
-            ax.text(j, i, text, ha="center", va="center", fontsize=7.5)
+            ax.text(j, i, text, ha="center", va="center", fontsize=7)
         ax.set_title(f"{method} · {_test_set_title(table, test_set)}", fontsize=9)
-    fig.colorbar(image, ax=axes.ravel().tolist(), shrink=0.8, label="Δ top-1 (pp)")
+        fig.colorbar(image, ax=ax, label="Δ top-1 (pp)", fraction=0.04, pad=0.02)
     _save_figure(fig, path)
 
 
@@ -225,14 +242,37 @@ def _delta_intervals(table: pd.DataFrame, test_sets: list[str], path) -> None:
     _save_figure(fig, path)
 
 
+def pareto_front(speedup: pd.Series, agreement: pd.Series) -> pd.Series:
+    """True for cells no other cell beats in both speed-up and agreement (at least as good in both, better in one)."""
+    points = np.column_stack([speedup.to_numpy(dtype=float), agreement.to_numpy(dtype=float)])
+    dominated = [bool(((points >= point).all(axis=1) & (points > point).any(axis=1)).any()) for point in points]
+    return pd.Series(np.logical_not(dominated), index=speedup.index)
+
+
+def _with_front(int8: pd.DataFrame) -> pd.DataFrame:
+    """INT8 rows with ``pareto`` (on the speed/agreement front of their model and test set) and ``labelled``: on
+    the front, or the fully quantized cell without real images that agrees best (the front among cells of nearly
+    equal speed is drawn by timing noise)."""
+    if int8.empty:
+        return int8.assign(pareto=[], labelled=[])
+    front = pd.concat([pareto_front(cells.speedup, cells.agreement_with_fp32)
+                       for _, cells in int8.groupby(["model", "test_set"], sort=False)])
+    synthetic = int8[~int8.get("calibration_kind", pd.Series("", index=int8.index)).isin(REAL_DATA_KINDS)
+                     & (int8.float_layers == 0)]
+    best = synthetic.sort_values("agreement_with_fp32", ascending=False).groupby(["model", "test_set"]).head(1)
+    return int8.assign(pareto=front, labelled=front | int8.index.isin(best.index))
+
+
 def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
-    """Agreement with FP32 (Wilson CI) against INT8 speed-up, one point per cell, float layers in the label."""
-    int8 = table[table.precision == "int8"]
+    """Agreement with FP32 (Wilson CI) against INT8 speed-up, one point per cell (colour: calibration set, marker:
+    method); only the cells on the speed/agreement front are labelled, the rest are keyed in the page's table."""
+    int8 = _with_front(table[table.precision == "int8"])
     models = list(dict.fromkeys(int8.model))
     colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
     markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
-    panels = [(model, test_set) for model in models for test_set in test_sets]  # one column: page width
-    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained", figsize=(10, 5.2 * len(panels)))
+    panels = [(model, test_set) for model in models for test_set in test_sets
+              if ((int8.model == model) & (int8.test_set == test_set)).any()]  # one column: page width
+    fig, axes = plt.subplots(len(panels), 1, squeeze=False, layout="constrained", figsize=(10, 4.6 * len(panels)))
     labels_per_panel = []
     for ax, (model, test_set) in zip(axes[:, 0], panels, strict=True):
         cells = int8[(int8.model == model) & (int8.test_set == test_set)]
@@ -243,23 +283,50 @@ def _speed_accuracy(table: pd.DataFrame, test_sets: list[str], path) -> None:
             ax.errorbar(cell.speedup, agreement, yerr=[[agreement - cell.agreement_ci_low * 100],
                                                        [cell.agreement_ci_high * 100 - agreement]],
                         xerr=[[cell.speedup - cell.speedup_low], [cell.speedup_high - cell.speedup]],
-                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6)
-            floats = int(cell.float_layers)
-            labels.append((cell.speedup, agreement, colours[cell.calibration], cell.speedup_high,
-                           f"{cell.calibration}/{cell.method}" + (f" · {floats} float" if floats else "")))
+                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2, ms=6,
+                        alpha=1.0 if cell.labelled else 0.55)
+            if cell.labelled:
+                floats = int(cell.float_layers)
+                labels.append((cell.speedup, agreement, colours[cell.calibration], cell.speedup_high,
+                               f"{cell.calibration}/{cell.method}" + (f" · {floats} float" if floats else "")))
         ax.margins(x=0.25, y=0.08)
         ax.set_xlabel(f"INT8 speed-up over FP32: median of {_repeats_text(cells)} interleaved repeats "
                       "(bars: lowest to highest)")
         ax.set_ylabel("agreement with FP32 top-1 (%), 95 % CI")
-        ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
+        ax.set_title(f"{model} · {_test_set_title(table, test_set)} · {len(cells)} cells, "
+                     "labelled: the front and the best without real images", fontsize=9)
         ax.grid(alpha=0.3)
-    handles = [Line2D([], [], ls="", marker=markers[method], color=colours[calib], label=f"{calib} / {method}")
-               for calib, method in dict.fromkeys(zip(int8.calibration, int8.method, strict=True))]
-    fig.legend(handles=handles, loc="outside right upper", fontsize=7, title="calibration / method",
-               title_fontsize=7)
+    calibration_handles = [Line2D([], [], ls="", marker="o", color=colour, label=calib)
+                           for calib, colour in colours.items()]
+    method_handles = [Line2D([], [], ls="", marker=marker, color="#444", label=method)
+                      for method, marker in markers.items()]
+    fig.legend(handles=calibration_handles + method_handles, loc="outside upper center", fontsize=8,
+               ncol=min(8, len(calibration_handles) + len(method_handles)),
+               title="colour: calibration set · marker: method", title_fontsize=8)
     for ax, labels in labels_per_panel:  # last: the layout (legend included) decides where points land
         _label_points(ax, labels)
     _save_figure(fig, path)
+
+
+def _speed_key_html(table: pd.DataFrame) -> str:
+    """Every cell of the speed plot: agreement per test set, speed-up, float layers, whether it is on the front."""
+    int8 = _with_front(table[table.precision == "int8"])
+    if int8.empty:
+        return ""
+    key = int8.assign(
+        agreement=[f"{r.agreement_with_fp32 * 100:.1f} [{r.agreement_ci_low * 100:.1f}, "
+                   f"{r.agreement_ci_high * 100:.1f}]" for r in int8.itertuples()],
+        front=int8.pareto.map({True: "◆", False: ""}))
+    wide = key.pivot_table(index=["model", "calibration", "method"], columns="test_set",
+                           values=["agreement", "front"], aggfunc="first", sort=False)
+    wide.columns = [f"{'agreement % [CI]' if name == 'agreement' else 'on front'} · {test_set}"
+                    for name, test_set in wide.columns]
+    speed = int8.drop_duplicates(["model", "calibration", "method"]).set_index(["model", "calibration", "method"])
+    wide.insert(0, "speed-up [low, high]", [f"{speed.speedup[i]:.2f} [{speed.speedup_low[i]:.2f}, "
+                                            f"{speed.speedup_high[i]:.2f}]" for i in wide.index])
+    wide.insert(1, "float layers", [int(speed.float_layers[i]) for i in wide.index])
+    return ("<details><summary>Every cell of the plot (◆: on the speed/agreement front)"
+            "</summary>" + _table_html(wide.fillna("").reset_index(), index=False) + "</details>")
 
 
 def _label_points(ax, points: list[tuple[float, float, tuple, float, str]]) -> None:
@@ -315,24 +382,35 @@ def _throughput(table: pd.DataFrame, test_set: str, path) -> None:
 
 
 def _quality_scatter(table: pd.DataFrame, test_set: str, path) -> None:
+    """Δ top-1 against the calibration set's Fréchet distance, one panel per model (distances are measured in
+    each model's own features); colour = calibration set, marker = method, so that no two cells look alike."""
     int8 = table[(table.precision == "int8") & (table.test_set == test_set)]
-    fig, ax = plt.subplots(figsize=(8, 4.2), layout="constrained")
-    if "quality_frechet_distance" in int8:
-        # colour = calibration set, marker = method, so that no two cells look alike
-        colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
-        markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
-        for cell in int8.itertuples():
+    if "quality_frechet_distance" not in int8 or int8.empty:
+        fig, ax = plt.subplots(figsize=(8, 2.5), layout="constrained")
+        ax.text(0.5, 0.5, "no quality statistics", ha="center")
+        ax.set_title(_test_set_title(table, test_set), fontsize=9)
+        ax.axis("off")
+        _save_figure(fig, path)
+        return
+    models = list(dict.fromkeys(int8.model))
+    colours = dict(zip(dict.fromkeys(int8.calibration), plt.cm.tab10.colors * 4, strict=False))
+    markers = dict(zip(dict.fromkeys(int8.method), "o^sDvP*X" * 4, strict=False))
+    fig, axes = plt.subplots(len(models), 1, squeeze=False, layout="constrained", figsize=(9, 3.4 * len(models)))
+    for ax, model in zip(axes[:, 0], models, strict=True):
+        for cell in int8[int8.model == model].itertuples():
             delta = cell.delta_top1 * 100
             ax.errorbar(cell.quality_frechet_distance, delta, yerr=[[delta - cell.delta_top1_ci_low * 100],
                                                                      [cell.delta_top1_ci_high * 100 - delta]],
-                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2,
-                        label=f"{cell.calibration} / {cell.method}")
+                        fmt=markers[cell.method], color=colours[cell.calibration], capsize=2)
         ax.set_xlabel("Fréchet distance to the training split (penultimate features)")
-        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1))
-    else:
-        ax.text(0.5, 0.5, "no quality statistics", ha="center")
-    ax.set_ylabel("Δ top-1 (pp), 95 % CI")
-    ax.set_title(_test_set_title(table, test_set), fontsize=9)
+        ax.set_ylabel("Δ top-1 (pp), 95 % CI")
+        ax.set_title(f"{model} · {_test_set_title(table, test_set)}", fontsize=9)
+        ax.grid(alpha=0.3)
+    handles = ([Line2D([], [], ls="", marker="o", color=colour, label=calib) for calib, colour in colours.items()]
+               + [Line2D([], [], ls="", marker=marker, color="#444", label=method)
+                  for method, marker in markers.items()])
+    fig.legend(handles=handles, loc="outside upper center", fontsize=8, ncol=min(8, len(handles)),
+               title="colour: calibration set · marker: method", title_fontsize=8)
     _save_figure(fig, path)
 
 
@@ -410,17 +488,45 @@ def _method_tables(table: pd.DataFrame, methods: list[str], test_sets: list[str]
 
 
 def _recommendation_html(recommendation: pd.DataFrame) -> str:
+    """One row per model and test set (the best source without real images over all methods) as a table; the
+    per-method rows and the full sentences below it, folded."""
     if recommendation.empty:
         return "<p>No INT8 cells.</p>"
+
+    def interval(row, value, low, high, signed=False):
+        if pd.isna(row.get(value)):
+            return "–"
+        form = (lambda v: f"{v * 100:+.1f}") if signed else (lambda v: f"{v * 100:.1f}")
+        return f"{form(row[value])} [{form(row[low])}, {form(row[high])}]"
+
+    def rows_of(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
+        shown = []
+        for row in frame[frame.scope == scope].to_dict("records"):
+            found = isinstance(row.get("calibration"), str) and row["calibration"] != ""
+            reference = row.get("reference_calibration")
+            has_reference = isinstance(reference, str) and reference != ""
+            shown.append({
+                "model": row["model"], "test set": row["test_set"],
+                "best without real images": f"{row['calibration']}/{row['method']}" if found else "none keeps speed",
+                "agreement % [CI]": interval(row, "agreement", "agreement_ci_low", "agreement_ci_high"),
+                "Δ top-1 pp [CI]": interval(row, "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high", True),
+                "speed-up": f"{row['speedup']:.2f}×" if found else "–",
+                "real-data reference": f"{reference}/{row['method']}" if has_reference else "–",
+                "its agreement %": interval(row, "reference_agreement", "reference_agreement_ci_low",
+                                            "reference_agreement_ci_high"),
+                "Δ agreement vs reference pp": interval(row, "delta_agreement_vs_reference",
+                                                        "delta_agreement_ci_low_vs_reference",
+                                                        "delta_agreement_ci_high_vs_reference", True),
+                "distinguishable": ("yes" if row["distinguishable_from_reference"] else "no") if has_reference
+                else "–"})
+        return pd.DataFrame(shown)
+
     items = "".join(f"<li><b>{html.escape(head)}</b>:{html.escape(rest)}</li>"
                     for head, _, rest in (text.partition(":") for text in recommendation.statement))
-    shown = ["test_set", "model", "scope", "method", "calibration", "agreement", "agreement_ci_low",
-             "agreement_ci_high", "speedup", "float_layers", "reference_calibration", "delta_agreement_vs_reference",
-             "delta_agreement_ci_low_vs_reference", "delta_agreement_ci_high_vs_reference",
-             "delta_agreement_mcnemar_p_vs_reference", "distinguishable_from_reference"]
-    return (f"<ul class='statements'>{items}</ul>"
-            + _table_html(recommendation[[c for c in shown if c in recommendation]], index=False,
-                          float_format=lambda v: f"{v:.4g}"))
+    return (_table_html(rows_of(recommendation, "method"), index=False)
+            + "<details><summary>Per method, and every row as a sentence</summary>"
+            + _table_html(rows_of(recommendation, "calibration"), index=False)
+            + f"<ul class='statements'>{items}</ul></details>")
 
 
 def _speed_method_html(timings: dict[str, dict]) -> str:
@@ -464,12 +570,13 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     recommendation = recommend(table, comparisons, evaluations.predictions, kinds, methods, reference,
                                min_speedup_share=float(report_config.get("min_speedup_share", 0.8)),
                                confidence=options["confidence"])
+    main_set = test_sets[0]
+    table_2022 = study_table(table, main_set)
     for frame, path in ((table, outputs.summary), (comparisons, outputs.comparison),
-                        (recommendation, outputs.recommendation)):
+                        (recommendation, outputs.recommendation), (table_2022, outputs.study_table)):
         with atomic_path(path) as tmp:
             frame.to_csv(tmp, index=False, float_format="%.6g")
 
-    main_set = test_sets[0]
     _heatmap(table, methods, test_sets, outputs.heatmap)
     _delta_intervals(table, test_sets, outputs.intervals)
     _speed_accuracy(table, test_sets, outputs.speed_accuracy)
@@ -484,7 +591,14 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     quality_columns = [c for c in table if c.startswith("quality_")]
     sets_text = "; ".join(html.escape(_test_set_title(table, name)) for name in test_sets)
     # (id, heading, html): the page in order. An engine comparison (POT vs NNCF) goes after "tables".
+    sentences = (model_sentences(recommendation, table_2022, main_set)
+                 + across_models_sentences(comparisons, kinds, main_set))
     sections = [
+        ("study", "The study: INT8 top-1 and agreement per model, calibration set and method",
+         "<p>The 2022 study's table, one row per model: every calibration set × method on the "
+         f"{html.escape(_test_set_title(table, main_set))}; also in <code>study_table.csv</code>.</p>"
+         + study_table_html(table_2022, table, main_set, _test_set_title(table, main_set))
+         + "<ul class='statements'>" + "".join(f"<li>{html.escape(text)}</li>" for text in sentences) + "</ul>"),
         ("recommendation", "Recommendation: calibrating without real images",
          "<p>Per model and test set: the best calibration source without real images by agreement with FP32, "
          "among cells that keep the INT8 speed (every layer in INT8, or layers left in float but at least "
@@ -494,9 +608,12 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
          + _recommendation_html(recommendation)),
         ("speed", "Speed vs agreement",
          "<p>Every cell: agreement with FP32 (share of test images with the same top-1 class, Wilson interval) "
-         "against INT8 speed-up; labels give calibration set / method and the layers left in float.</p>"
+         "against INT8 speed-up; colour: calibration set, marker: method. Labelled, with the layers left in "
+         "float: the cells on the speed/agreement front (no other cell both faster and agreeing more) and the "
+         "fully quantized cell without real images that agrees best; the table under the plot keys every cell."
+         "</p>"
          + _speed_method_html(timings) + _speed_consistency_html(table, main_set)
-         + _inline_png(outputs.speed_accuracy, "agreement vs speed-up per cell")),
+         + _inline_png(outputs.speed_accuracy, "agreement vs speed-up per cell") + _speed_key_html(table)),
         ("delta", f"Δ top-1 with {level} intervals",
          "<p>INT8 − FP32 top-1 on the same images: paired bootstrap over test images "
          f"({options['resamples']} resamples, seed {options['seed']}); hollow points are not distinguishable from "
@@ -551,6 +668,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
             "text-align:right;white-space:nowrap} img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
             " pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px} .warn{color:#b00}"
             " nav{font-size:13px;line-height:1.8} .statements li{margin:0.4em 0;line-height:1.4}"
+            " table.study td{font-size:12px;line-height:1.25} table.study small{color:#555}"
+            " table.study td.same{background:#eef5ee} table.study caption{text-align:left;font-size:12px;"
+            "padding:2px 0} details{margin:0.5em 0} summary{cursor:pointer;font-size:13px}"
             "</style></head><body>" + "\n".join(body) + "</body></html>")
     with atomic_path(outputs.html) as tmp:
         tmp.write_text(page, encoding="utf-8")

@@ -94,7 +94,8 @@ def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: Pre
         typical = cells.speedup[all_int8].median() if all_int8.any() else cells.speedup.max()
         real = cells.calibration.map(lambda name: kinds.get(name) in REAL_DATA_KINDS)
         keeps_speed = all_int8 | (cells.speedup >= min_speedup_share * typical)
-        for scope, method in [("method", None), *(("calibration", m) for m in methods)]:
+        # only the methods this model has cells of (a study of several grids need not run every method on it)
+        for scope, method in [("method", None), *(("calibration", m) for m in methods if (cells.method == m).any())]:
             pool = cells[~real] if method is None else cells[~real & (cells.method == method)]
             candidates = pool[keeps_speed.loc[pool.index]]
             row = {"test_set": test_set, "model": model, "scope": scope, "method": method or "",

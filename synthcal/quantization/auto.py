@@ -1,0 +1,266 @@
+"""Method ``auto``: the INT8 recipe chosen without one real image.
+
+Per model and calibration set, a few candidate NNCF recipes (fast vs full bias correction, activation range
+estimators, overflow fix, ...; every layer stays INT8) each quantize the FP32 IR on the calibration set. Each is
+scored by a proxy that needs no real image: how closely the INT8 model follows the FP32 model on *held-out
+synthetic* images (a second calibration entry named by the method's ``holdout`` key, e.g. a data-free set with
+another seed). The candidate with the best proxy is the cell's ``int8.xml``; every candidate's IR is kept under
+``candidates/<id>/`` so that a later job (rule ``evaluate_auto_candidates``) can measure them on the real test
+sets (the oracle the user does not have). The choice is written to ``quantize.json`` before any test image is read.
+
+Proxy: mean KL divergence of the INT8 softmax from the FP32 softmax over the held-out images (lower is better;
+top-1 agreement on them is recorded too, and breaks nothing: on 1,000 images it moves in steps of 0.1 pp and ties
+between good recipes, while the divergence keeps ranking them).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+
+from synthcal.io import ImageSet, write_json
+
+# NNCF's RangeEstimatorParametersSet members by config name (NNCF itself is imported by the jobs only)
+RANGE_ESTIMATORS = {
+    "minmax": "MINMAX",
+    "mean_minmax": "MEAN_MINMAX",
+    "median_minmax": "MEDIAN_MINMAX",
+    "mean_no_outliers_minmax": "MEAN_NO_OUTLIERS_MINMAX",
+    "mean_quantile": "MEAN_QUANTILE",
+    "histogram": "HISTOGRAM",
+}
+
+
+class AutoMethodError(ValueError):
+    """A bad ``algorithm: auto`` method entry; the message names the key."""
+
+
+# What a candidate may set (absent = NNCF's default recipe as the `default` method runs it):
+CANDIDATE_KEYS = {
+    "id": "name of the candidate (folder under candidates/)",
+    "preset": "performance | mixed",
+    "fast_bias_correction": "true (FastBiasCorrection) | false (full BiasCorrection)",
+    "activations_range": f"activation range estimator: {' | '.join(RANGE_ESTIMATORS)} (default: NNCF's min-max)",
+    "overflow_fix": "enable | disable | first_layer_only (NNCF's default: first_layer_only)",
+    "bias_correction_images": "full bias correction: 'all' images (this method's default) or NNCF's 'fifth'",
+    "subset_size": "all (default) or a number of images for the statistics",
+    "augment": "flip: the calibration images and their mirror images (twice the statistics, no new image)",
+}
+
+# Measured on resnet20 / datafree (README, "The auto method"): few, each a full NNCF run
+DEFAULT_CANDIDATES = [
+    {"id": "fast", "fast_bias_correction": True},
+    {"id": "full", "fast_bias_correction": False, "bias_correction_images": "fifth"},
+    {"id": "full_all", "fast_bias_correction": False},
+    {"id": "full_all_mean_quantile", "fast_bias_correction": False, "activations_range": "mean_quantile",
+     "overflow_fix": "disable"},
+    {"id": "full_all_histogram", "fast_bias_correction": False, "activations_range": "histogram",
+     "overflow_fix": "disable"},
+]
+
+PROXIES = ("kl", "agreement")
+REAL_DATA_KINDS = ("cifar10", "folder")  # a holdout of these would read real images
+STATISTICS_BATCH = 100  # images per NNCF item; statistics per image (batchwise_statistics)
+
+
+def candidates_of(method_name: str, method: dict) -> list[dict]:
+    """The method's candidate list (default: DEFAULT_CANDIDATES), checked: known keys and values, unique ids."""
+    candidates = method.get("candidates") or DEFAULT_CANDIDATES
+    seen: set[str] = set()
+    for index, candidate in enumerate(candidates):
+        where = f"methods.{method_name}.candidates[{index}]"
+        if not isinstance(candidate, dict):
+            raise AutoMethodError(f"{where} must be a mapping of {sorted(CANDIDATE_KEYS)}")
+        unknown = sorted(set(candidate) - set(CANDIDATE_KEYS))
+        if unknown:
+            raise AutoMethodError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(CANDIDATE_KEYS)}")
+        identifier = str(candidate.get("id", ""))
+        if not identifier or not identifier.replace("_", "").replace("-", "").isalnum():
+            raise AutoMethodError(f"{where}.id must be a non-empty name of letters, digits, '_' or '-'")
+        if identifier in seen:
+            raise AutoMethodError(f"{where}.id {identifier!r} is used twice")
+        seen.add(identifier)
+        checks = {
+            "preset": ("performance", "mixed"), "activations_range": tuple(RANGE_ESTIMATORS),
+            "overflow_fix": ("enable", "disable", "first_layer_only"), "bias_correction_images": ("all", "fifth"),
+            "fast_bias_correction": (True, False), "augment": ("flip",),
+        }
+        for key, allowed in checks.items():
+            if key in candidate and candidate[key] not in allowed:
+                raise AutoMethodError(f"{where}.{key} is {candidate[key]!r}, not one of {list(allowed)}")
+        subset = candidate.get("subset_size", "all")
+        if subset != "all" and not (isinstance(subset, int) and subset >= 1):
+            raise AutoMethodError(f"{where}.subset_size must be 'all' or a positive number, got {subset!r}")
+    if method.get("proxy", "kl") not in PROXIES:
+        raise AutoMethodError(f"methods.{method_name}.proxy {method.get('proxy')!r} is not one of {PROXIES}")
+    return [dict(candidate) for candidate in candidates]
+
+
+def check_auto_method(method_name: str, method: dict, calibration_entries: dict, calibrations: list[str]) -> None:
+    """Before any job: the candidates, and a ``holdout`` that names a synthetic set other than the cell's own."""
+    candidates_of(method_name, method)
+    holdout = method.get("holdout")
+    if not holdout:
+        raise AutoMethodError(f"methods.{method_name}.holdout must name a calibration entry: the held-out synthetic "
+                                "images the proxy scores candidates on (e.g. a second datafree set, another seed)")
+    if holdout not in calibration_entries:
+        raise AutoMethodError(f"methods.{method_name}.holdout names {holdout!r}, which is not defined under "
+                                f"`calibration:` (defined: {sorted(calibration_entries)})")
+    kind = calibration_entries[holdout].get("kind")
+    if kind in REAL_DATA_KINDS:
+        raise AutoMethodError(f"methods.{method_name}.holdout {holdout!r} is kind {kind}: real images; the proxy "
+                                "must need no real image (use a datafree, gan, fractal or noise set)")
+    if holdout in calibrations:
+        raise AutoMethodError(f"methods.{method_name}.holdout {holdout!r} is also a calibration set of the study: "
+                                "the proxy needs images no candidate was calibrated on")
+
+
+def _candidate_parameters(candidate: dict, num_images: int) -> tuple[dict, dict]:
+    import nncf
+    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+
+    subset = num_images if candidate.get("subset_size", "all") == "all" else min(candidate["subset_size"], num_images)
+    fast = bool(candidate.get("fast_bias_correction", True))
+    arguments = {
+        "preset": nncf.QuantizationPreset(candidate.get("preset", "performance")),
+        "target_device": nncf.TargetDevice.CPU,
+        "subset_size": subset,
+        "fast_bias_correction": fast,
+    }
+    advanced: dict = {}
+    if "activations_range" in candidate:
+        advanced["activations_range_estimator_params"] = getattr(RangeEstimatorParametersSet,
+                                                                 RANGE_ESTIMATORS[candidate["activations_range"]])
+    if "overflow_fix" in candidate:
+        advanced["overflow_fix"] = nncf.OverflowFix(candidate["overflow_fix"])
+    return arguments, advanced
+
+
+def _bias_correction_images(candidate: dict) -> str:
+    return candidate.get("bias_correction_images", "all") if not candidate.get("fast_bias_correction", True) else ""
+
+
+def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
+    """One candidate recipe on the calibration images: items of STATISTICS_BATCH images, statistics per image.
+    Returns the quantized ``ov.Model`` and the arguments NNCF got."""
+    import nncf
+
+    from synthcal.inference import to_model_input
+
+    if candidate.get("augment") == "flip":  # mirror image i follows image i: a subset keeps the pairs together
+        images = np.stack([images, images[:, :, ::-1]], axis=1).reshape(-1, *images.shape[1:])
+    arguments, advanced = _candidate_parameters(candidate, len(images))
+    used = arguments["subset_size"]
+    items = [to_model_input(images[start:min(start + STATISTICS_BATCH, used)])
+             for start in range(0, used, STATISTICS_BATCH)]
+    arguments["subset_size"] = len(items)
+    if _bias_correction_images(candidate) == "all":
+        # NNCF's full BiasCorrection reads the first fifth of subset_size items; a five-fold subset_size over the
+        # same items lets it read every calibration image (range statistics still see each image once)
+        arguments["subset_size"] *= 5
+    quantized = nncf.quantize(model, nncf.Dataset(items), **arguments,
+                              advanced_parameters=nncf.AdvancedQuantizationParameters(batchwise_statistics=True,
+                                                                                      **advanced))
+    recorded = {key: str(value) for key, value in arguments.items()}
+    recorded.update(statistics_images=used, statistics_batch=STATISTICS_BATCH,
+                    advanced={key: str(value) for key, value in advanced.items()})
+    return quantized, recorded
+
+
+def proxy_scores(fp32_logits: np.ndarray, int8_logits: np.ndarray) -> dict:
+    """How closely INT8 follows FP32 on the same (synthetic) images: top-1 agreement, mean softmax KL(FP32‖INT8),
+    mean squared logit difference."""
+    fp32_logits, int8_logits = (np.asarray(x, dtype=np.float64) for x in (fp32_logits, int8_logits))
+    log_p = fp32_logits - np.logaddexp.reduce(fp32_logits, axis=1, keepdims=True)
+    log_q = int8_logits - np.logaddexp.reduce(int8_logits, axis=1, keepdims=True)
+    return {
+        "agreement": float((fp32_logits.argmax(1) == int8_logits.argmax(1)).mean()),
+        "kl": float((np.exp(log_p) * (log_p - log_q)).sum(1).mean()),
+        "logit_mse": float(((fp32_logits - int8_logits) ** 2).mean()),
+    }
+
+
+def choose(scores: list[dict], proxy: str = "kl") -> int:
+    """Index of the best candidate: lowest KL (ties: higher agreement), or highest agreement (ties: lower KL);
+    remaining ties go to the earlier candidate."""
+    if proxy == "kl":
+        keys = [(score["kl"], -score["agreement"]) for score in scores]
+    else:
+        keys = [(-score["agreement"], score["kl"]) for score in scores]
+    return min(range(len(scores)), key=lambda index: (keys[index], index))
+
+
+def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: ImageSet, method_name: str,
+                  method: dict, int8_xml: str | os.PathLike, info_path: str | os.PathLike,
+                  candidates_dir: str | os.PathLike, *, precision_hint: str = "f32") -> dict:
+    """Quantize every candidate, score each on the held-out synthetic images, keep the best as ``int8_xml``.
+
+    Reads no test image: its inputs are the FP32 IR, the calibration set and the held-out synthetic set.
+    """
+    import nncf
+    import openvino as ov
+
+    from synthcal.inference import compile_model, infer_logits
+    from synthcal.models.export import save_ir
+    from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
+
+    candidates = candidates_of(method_name, method)
+    proxy = method.get("proxy", "kl")
+    if len(calibration) == 0 or len(holdout) == 0:
+        raise AutoMethodError(f"methods.{method_name}: the calibration set and the holdout set need images "
+                                f"(got {len(calibration)} and {len(holdout)})")
+    model = ov.Core().read_model(str(fp32_xml))
+    start = time.perf_counter()
+    fp32_logits = infer_logits(compile_model(model, precision_hint), holdout.images)
+    reference_seconds = time.perf_counter() - start
+    candidates_dir = Path(candidates_dir)
+    if candidates_dir.exists():
+        shutil.rmtree(candidates_dir)
+    records, models = [], []
+    for candidate in candidates:
+        start = time.perf_counter()
+        quantized, arguments = quantize_candidate(model, calibration.images, candidate)
+        quantize_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        scores = proxy_scores(fp32_logits, infer_logits(compile_model(quantized, precision_hint), holdout.images))
+        ir = candidates_dir / candidate["id"] / "int8.xml"
+        save_ir(quantized, ir)
+        records.append({
+            "id": candidate["id"], "recipe": candidate, "nncf_arguments": arguments,
+            "proxy": scores, "quantization_seconds": quantize_seconds,
+            "proxy_seconds": time.perf_counter() - start,
+            "float_layers": float_compute_layers(quantized), "fake_quantize_count": fake_quantize_count(quantized),
+            "ir": str(ir),
+        })
+        models.append(quantized)
+    chosen = choose([record["proxy"] for record in records], proxy)
+    save_ir(models[chosen], int8_xml)
+    info = {
+        "method": method_name, "engine": "nncf", "algorithm": "auto",
+        "config": method, "nncf_version": nncf.__version__, "openvino_version": ov.get_version(),
+        "calibration_set": calibration.provenance, "calibration_images_available": len(calibration),
+        "calibration_samples_used": len(calibration),
+        "holdout_set": holdout.provenance, "holdout_images": len(holdout),
+        "proxy": proxy, "chosen": records[chosen]["id"], "candidates": records,
+        "reference_seconds": reference_seconds,
+        "quantization_seconds": sum(r["quantization_seconds"] + r["proxy_seconds"] for r in records)
+        + reference_seconds,
+        "float_layers": records[chosen]["float_layers"], "fake_quantize_count": records[chosen]["fake_quantize_count"],
+        "reads_test_images": False,
+    }
+    write_json(info_path, info)
+    return info
+
+
+def quantize_auto_from_files(method_name: str, method: dict, inputs, outputs, precision_hint: str = "f32") -> dict:
+    """Workflow entry (rule quantize_auto): FP32 IR, calibration and holdout sets in; int8.xml, quantize.json and
+    candidates/ out."""
+    from synthcal.io import load_image_set
+
+    return quantize_auto(inputs.xml, load_image_set(inputs.calibration), load_image_set(inputs.holdout),
+                         method_name, method, outputs.xml, outputs.info, outputs.candidates,
+                         precision_hint=precision_hint)

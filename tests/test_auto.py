@@ -1,0 +1,186 @@
+"""Method ``auto``: candidate recipes chosen by a proxy on held-out synthetic images, checked against the oracle."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from conftest import run_snakemake, shared_path
+
+from synthcal.io import read_json, save_npz_deterministic, write_json
+from synthcal.quantization.auto import AutoMethodError, candidates_of, check_auto_method, choose, proxy_scores
+from synthcal.report.auto_oracle import auto_oracle_html, write_auto_vs_oracle
+
+CALIBRATION = {"datafree": {"kind": "datafree"}, "datafree_holdout": {"kind": "datafree", "seed": 1},
+               "cifar10": {"kind": "cifar10"}}
+
+
+def test_proxy_prefers_the_candidate_closer_to_fp32():
+    rng = np.random.default_rng(0)
+    fp32 = rng.normal(size=(200, 10)) * 3
+    close, far = fp32 + rng.normal(size=fp32.shape) * 0.05, fp32 + rng.normal(size=fp32.shape) * 1.0
+    scores = [proxy_scores(fp32, far), proxy_scores(fp32, close)]
+    assert scores[1]["kl"] < scores[0]["kl"] and scores[1]["agreement"] >= scores[0]["agreement"]
+    assert proxy_scores(fp32, fp32) == {"agreement": 1.0, "kl": pytest.approx(0.0, abs=1e-12), "logit_mse": 0.0}
+    assert choose(scores, "kl") == 1 and choose(scores, "agreement") == 1
+    # agreement ties break on KL, then on order
+    tied = [{"agreement": 0.9, "kl": 0.2}, {"agreement": 0.9, "kl": 0.1}, {"agreement": 0.9, "kl": 0.1}]
+    assert choose(tied, "agreement") == 1
+
+
+@pytest.mark.parametrize(("method", "message"), [
+    ({"algorithm": "auto"}, "holdout must name a calibration entry"),
+    ({"algorithm": "auto", "holdout": "nope"}, "'nope', which is not defined"),
+    ({"algorithm": "auto", "holdout": "cifar10"}, "real images"),
+    ({"algorithm": "auto", "holdout": "datafree"}, "also a calibration set of the study"),
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "candidates": [{"id": "a", "fast_bias": True}]},
+     r"candidates\[0\] has unknown key\(s\) \['fast_bias'\]"),
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "candidates": [{"id": "a"}, {"id": "a"}]}, "used twice"),
+    ({"algorithm": "auto", "holdout": "datafree_holdout",
+      "candidates": [{"id": "a", "activations_range": "max"}]}, r"candidates\[0\]\.activations_range"),
+])
+def test_bad_auto_entries_are_refused_naming_the_key(method, message):
+    with pytest.raises(AutoMethodError, match=message):
+        check_auto_method("auto", method, CALIBRATION, ["datafree"])
+
+
+def test_default_candidates_are_valid_and_few():
+    candidates = candidates_of("auto", {"algorithm": "auto"})
+    assert 2 <= len(candidates) <= 6  # each one is a full NNCF run: the method's cost
+    check_auto_method("auto", {"algorithm": "auto", "holdout": "datafree_holdout"}, CALIBRATION, ["datafree"])
+
+
+def _oracle_files(tmp_path, rng, n=2000):
+    """Three candidates whose real agreement is 0.99 (fast), 0.95 (full), 0.97 (mq); the proxy ranks them the same."""
+    labels = rng.integers(0, 10, n)
+    fp32 = np.where(rng.random(n) < 0.9, labels, (labels + 1) % 10)
+    rows = []
+    for rate in (0.99, 0.95, 0.97):
+        prediction = fp32.copy()
+        flip = rng.random(n) > rate
+        prediction[flip] = (fp32[flip] + 3) % 10
+        rows.append(prediction)
+    save_npz_deterministic(tmp_path / "candidates.npz", candidates=np.array(["fast", "full", "mq"]),
+                           predictions=np.stack(rows), labels=labels)
+    save_npz_deterministic(tmp_path / "fp32.npz", predictions=fp32, labels=labels)
+    save_npz_deterministic(tmp_path / "baseline.npz", predictions=rows[1], labels=labels)
+    candidates = [{"id": name, "proxy": {"agreement": agreement, "kl": kl, "logit_mse": 0.0}, "float_layers": []}
+                  for name, agreement, kl in (("fast", 0.99, 0.01), ("full", 0.95, 0.05), ("mq", 0.97, 0.03))]
+    return {"candidates": candidates, "proxy": "kl", "quantization_seconds": 12.0, "holdout_images": 400}, rows, fp32
+
+
+def test_auto_vs_oracle_csv(tmp_path):
+    rng = np.random.default_rng(1)
+    info, rows, fp32 = _oracle_files(tmp_path, rng)
+    record = {"model": "m", "calibration": "datafree", "method": "auto", "test_set": "test",
+              "quantize": str(tmp_path / "quantize.json"), "candidates": str(tmp_path / "candidates.npz"),
+              "fp32": str(tmp_path / "fp32.npz"), "baseline": str(tmp_path / "baseline.npz")}
+    rows_out = []
+    for chosen in ("fast", "full"):
+        write_json(tmp_path / "quantize.json", {**info, "chosen": chosen})
+        table = write_auto_vs_oracle([record], tmp_path / "auto_vs_oracle.csv", {"bootstrap_resamples": 999})
+        assert pd.read_csv(tmp_path / "auto_vs_oracle.csv").shape == table.shape
+        rows_out.append(table.iloc[0])
+    good, bad = rows_out
+    real = [(row == fp32).mean() for row in rows]
+    assert good.oracle == bad.oracle == "fast" and good.pick == "fast" and bad.pick == "full"
+    assert good.pick_agreement == pytest.approx(real[0]) and bad.pick_agreement == pytest.approx(real[1])
+    assert good.pick_minus_oracle == 0 and good.pick_vs_oracle_mcnemar_p == 1.0
+    assert not good.pick_vs_oracle_distinguishable
+    assert bad.pick_minus_oracle == pytest.approx(real[1] - real[0])  # 4 pp on 2,000 images: clearly apart
+    assert bad.pick_vs_oracle_mcnemar_p < 0.001 and bad.pick_vs_oracle_distinguishable
+    assert bad.pick_minus_oracle_ci_low <= bad.pick_minus_oracle <= bad.pick_minus_oracle_ci_high < 0
+    assert good.kendall_tau == pytest.approx(1.0)  # the proxy ranks the three as the real images do
+    assert good.pick_minus_baseline == pytest.approx(real[0] - real[1]) and bad.pick_minus_baseline == 0
+    page = auto_oracle_html(pd.DataFrame(rows_out))
+    assert "Method auto" in page and page.count("<tr>") == 3
+
+
+AUDITED_CHOICE = """
+import sys
+opened = []
+sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == "open" and args else None)
+from types import SimpleNamespace as N
+from synthcal.quantization.auto import quantize_auto_from_files
+root = sys.argv[1]
+inputs = N(xml=f"{root}/fp32.xml", calibration=f"{root}/calib.npz", holdout=f"{root}/holdout.npz")
+outputs = N(xml=f"{root}/out/int8.xml", info=f"{root}/out/quantize.json", candidates=f"{root}/out/candidates")
+method = {"algorithm": "auto", "holdout": "h", "candidates": [{"id": "fast"}, {"id": "full_hist",
+          "fast_bias_correction": False, "activations_range": "histogram", "overflow_fix": "disable"}]}
+quantize_auto_from_files("auto", method, inputs, outputs)
+print("\\n".join(path for path in opened if path.startswith(root)))
+"""
+
+
+def test_the_choice_reads_no_test_image(tmp_path):
+    """A tiny model, no test split anywhere: the choice opens only the FP32 IR, the calibration and holdout sets (an
+    audit hook records every file the process opens) and writes every candidate, its proxy score and the pick."""
+    import subprocess
+    import sys
+
+    import openvino as ov
+    import torch
+    from conftest import TinyClassifier
+
+    from synthcal.io import save_image_set
+
+    torch.manual_seed(0)
+    network = TinyClassifier((8, 16)).eval()
+    for module in network.modules():  # BatchNorm statistics away from identity, so INT8 differs from FP32
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    ov.save_model(ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32]),
+                  tmp_path / "fp32.xml")
+    rng = np.random.default_rng(0)
+    for name, count in (("calib", 60), ("holdout", 40)):
+        save_image_set(tmp_path / f"{name}.npz", rng.integers(0, 256, (count, 32, 32, 3), dtype=np.uint8), None,
+                       {"name": name})
+    run = subprocess.run([sys.executable, "-c", AUDITED_CHOICE, str(tmp_path)], capture_output=True, text=True,
+                         timeout=600, env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert run.returncode == 0, run.stderr[-4000:]
+    opened = {line for line in run.stdout.splitlines() if line.startswith(str(tmp_path))}
+    read = {path for path in opened if "/out/" not in path}
+    # Python opens the two image sets (OpenVINO reads the IR in C++, unseen by the hook) and nothing else of ours
+    assert read == {str(tmp_path / name) for name in ("calib.npz", "holdout.npz")}, read
+    info = read_json(tmp_path / "out/quantize.json")
+    assert [c["id"] for c in info["candidates"]] == ["fast", "full_hist"] and info["reads_test_images"] is False
+    assert info["holdout_images"] == 40 and info["calibration_samples_used"] == 60
+    kl = [c["proxy"]["kl"] for c in info["candidates"]]
+    assert kl[0] != kl[1] and info["chosen"] == ["fast", "full_hist"][int(np.argmin(kl))]
+    assert all(c["float_layers"] == [] and c["fake_quantize_count"] > 0 for c in info["candidates"])
+    chosen = tmp_path / "out/candidates" / info["chosen"]
+    assert (tmp_path / "out/int8.bin").read_bytes() == (chosen / "int8.bin").read_bytes()
+
+
+@pytest.mark.slow
+def test_auto_cell_and_its_oracle_through_snakemake(tmp_path):
+    """The three rules of an auto cell in a real Snakemake run: the choice, the oracle on the real test split and
+    auto_vs_oracle.csv with the default_full_bc comparison."""
+    lossless = shared_path("data", "cifar10-lossless")
+    weights = shared_path("weights", "cifar10_resnet20-4118986f.pt")
+    config = {
+        "study": {"models": ["resnet20"], "calibration": ["noise"], "methods": ["auto", "default_full_bc"],
+                  "test_sets": []},
+        "data": {"source": "folder", "folders": {"train": str(lossless / "train"), "test": str(lossless / "test")},
+                 "limit": {"test": 200}},
+        "models": {"resnet20": {"weights": {"source": "path", "path": str(weights)}}},
+        "calibration": {"noise": {"kind": "noise", "count": 60, "seed": 0},
+                        "noise_holdout": {"kind": "noise", "count": 40, "seed": 1}},
+        "methods": {"auto": {"algorithm": "auto", "holdout": "noise_holdout",
+                             "candidates": [{"id": "fast"}, {"id": "full_mq", "fast_bias_correction": False,
+                                                              "activations_range": "mean_quantile"}]}},
+        "report": {"bootstrap_resamples": 999},
+    }
+    config_path = tmp_path / "auto.yaml"
+    config_path.write_text(yaml.safe_dump(config))
+    run = run_snakemake(tmp_path, config_path, args=("results/report/auto_vs_oracle.csv",))
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-6000:]
+    cell = tmp_path / "results/quantized/resnet20/noise/auto"
+    info = read_json(cell / "quantize.json")
+    assert info["holdout_set"]["seed"] == 1 and info["holdout_images"] == 40
+    assert (cell / "int8.xml").read_bytes() == (cell / "candidates" / info["chosen"] / "int8.xml").read_bytes()
+    table = pd.read_csv(tmp_path / "results/report/auto_vs_oracle.csv")
+    assert len(table) == 1 and table.pick[0] == info["chosen"] and table.images[0] == 200
+    assert table.oracle_agreement[0] >= table.pick_agreement[0] and table.baseline[0] == "default_full_bc"
