@@ -8,13 +8,14 @@ difference (bootstrap interval, McNemar p) and how many images the two INT8 IRs 
         --calibration results/calib/cifar10/32x32/set.npz --test results/data/test.npz \\
         --test results/data/eval/jpeg10k.npz --methods default,default_full_bc --repeats 3
 
-Methods come from ``--config`` (default config.yaml). Run it with OMP_NUM_THREADS=1 on a shared machine; the
-figures are wall times and move with the load.
+Methods come from ``--config`` (default config.yaml). Run it with OMP_NUM_THREADS=1 on a shared machine; wall
+times move with the load, CPU times (the process's, every thread; a job's from its exit) much less.
 """
 
 from __future__ import annotations
 
 import argparse
+import resource
 import statistics
 import subprocess
 import sys
@@ -29,14 +30,16 @@ JOB = """
 import sys, json
 from synthcal.io import load_image_set
 from synthcal.quantization.nncf_engine import quantize_model
-quantize_model(sys.argv[1], load_image_set(sys.argv[2]), "bench", json.loads(sys.argv[3]), sys.argv[4], sys.argv[5])
+quantize_model(sys.argv[1], load_image_set(sys.argv[2]), "bench", json.loads(sys.argv[3]), sys.argv[4], sys.argv[5],
+               statistics_batch=int(sys.argv[6]))
 """
 
 
-def settings(method: dict) -> dict[str, dict]:
-    """The method as it ran before issue 21 (one image per item) and as it runs now."""
-    new = {key: value for key, value in method.items() if key != "batch_size"}
-    return {"old (1 image/item)": {**new, "batch_size": 1}, "new (default)": new}
+def settings() -> dict[str, int]:
+    """``statistics_batch`` as the method ran before issue 21 (one image per item) and as it runs now."""
+    from synthcal.quantization.nncf_engine import STATISTICS_BATCH
+
+    return {"old (1 image/item)": 1, f"new ({STATISTICS_BATCH}/item)": STATISTICS_BATCH}
 
 
 def constants_in_order(xml: Path) -> list[np.ndarray]:
@@ -91,30 +94,36 @@ def main() -> None:
     print(f"{args.fp32} calibrated on {args.calibration} ({len(calibration)} images); {args.repeats} repeats")
     with tempfile.TemporaryDirectory() as work:
         for method_name in args.methods.split(","):
-            runs = settings(methods[method_name])
-            walls: dict[str, dict[str, list[float]]] = {label: {"process": [], "job": []} for label in runs}
+            method, runs = methods[method_name], settings()
+            walls: dict[str, dict[str, list[float]]] = {label: {"process": [], "job": [], "process CPU": [],
+                                                                "job CPU": []} for label in runs}
             xml = {label: Path(work) / method_name / str(index) / "int8.xml" for index, label in enumerate(runs)}
             for _ in range(args.repeats):  # old and new alternate, so a slow spell hits both
-                for label, method in runs.items():
-                    started = time.perf_counter()
+                for label, statistics_batch in runs.items():
+                    started, cpu_started = time.perf_counter(), time.process_time()
                     quantize_model(args.fp32, calibration, method_name, method, xml[label],
-                                   xml[label].with_name("quantize.json"))
+                                   xml[label].with_name("quantize.json"), statistics_batch=statistics_batch)
                     walls[label]["process"].append(time.perf_counter() - started)
+                    walls[label]["process CPU"].append(time.process_time() - cpu_started)
                     if not args.no_job:
-                        started = time.perf_counter()
+                        started, children = time.perf_counter(), resource.getrusage(resource.RUSAGE_CHILDREN)
                         subprocess.run([sys.executable, "-c", JOB, str(args.fp32), str(args.calibration),
                                         json.dumps(method), str(xml[label].with_name("job.xml")),
-                                        str(xml[label].with_name("job.json"))],
+                                        str(xml[label].with_name("job.json")), str(statistics_batch)],
                                        check=True, capture_output=True)
                         walls[label]["job"].append(time.perf_counter() - started)
+                        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                        walls[label]["job CPU"].append(after.ru_utime + after.ru_stime - children.ru_utime
+                                                       - children.ru_stime)
             print(f"\n{method_name}")
             old, new = list(runs)
-            for kind in ("process", "job"):
+            for kind in ("process", "job", "process CPU", "job CPU"):
                 if not walls[old][kind]:
                     continue
                 old_median, new_median = (statistics.median(walls[label][kind]) for label in (old, new))
-                print(f"  {kind:8s} median wall  {old}: {old_median:6.1f} s   {new}: {new_median:6.1f} s   "
-                      f"ratio {old_median / new_median:.2f}×")
+                figure = "CPU time" if "CPU" in kind else "wall"
+                print(f"  {kind.split()[0]:8s} median {figure:8s}  {old}: {old_median:6.1f} s   {new}: "
+                      f"{new_median:6.1f} s   ratio {old_median / new_median:.2f}×")
             same = xml[old].with_suffix(".bin").read_bytes() == xml[new].with_suffix(".bin").read_bytes()
             differing, largest, relative = largest_difference(xml[old], xml[new])
             print(f"  INT8 .bin identical: {same}; constants that differ: {differing}, largest difference "

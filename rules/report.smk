@@ -8,6 +8,7 @@ rule report:
         quality=study.quality(),
         previews=study.previews(),
         timing=study.timing_files(),
+        auto_oracle=study.auto_oracle_csv(),
     output:
         summary=report(
             "results/report/summary.csv",

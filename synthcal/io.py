@@ -81,6 +81,7 @@ def content_fingerprint(files, cache_file: str | os.PathLike | None = None) -> s
             changed = True
         combined.update(f"{name}\0{known[1]}\n".encode())
     if cache_file and changed:
+        cache = {path: known for path, known in cache.items() if os.path.exists(path)}  # files gone: forgotten
         with contextlib.suppress(OSError):
             with atomic_path(cache_file) as tmp:
                 tmp.write_text(json.dumps(cache))

@@ -400,7 +400,7 @@ class Study:
 
     def report(self) -> list[str]:
         return [f"{RESULTS}/report/summary.csv", f"{RESULTS}/report/recommendation.csv",
-                f"{RESULTS}/report/index.html"] + ([AUTO_ORACLE_CSV] if self.auto_cells() else [])
+                f"{RESULTS}/report/index.html"] + self.auto_oracle_csv()
 
     # method `auto` (synthcal/quantization/auto.py): candidates scored on held-out synthetic images, then the oracle
     def auto_methods(self) -> list[str]:
@@ -464,6 +464,10 @@ class Study:
                                  else None),
                 })
         return records
+
+    def auto_oracle_csv(self) -> list[str]:
+        """auto_vs_oracle.csv where the study has auto cells (an input of the report: its page section)."""
+        return [AUTO_ORACLE_CSV] if self.auto_cells() else []
 
     def auto_oracle_files(self) -> list[str]:
         return [path for record in self.auto_oracle_records()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -10,7 +12,7 @@ from conftest import run_snakemake, shared_path
 
 from synthcal.io import read_json, save_npz_deterministic, write_json
 from synthcal.quantization.auto import AutoMethodError, candidates_of, check_auto_method, choose, proxy_scores
-from synthcal.report.auto_oracle import auto_oracle_html, write_auto_vs_oracle
+from synthcal.report.auto_oracle import auto_oracle_html, auto_oracle_section, write_auto_vs_oracle
 
 CALIBRATION = {"datafree": {"kind": "datafree"}, "datafree_holdout": {"kind": "datafree", "seed": 1},
                "cifar10": {"kind": "cifar10"}}
@@ -94,7 +96,10 @@ def test_auto_vs_oracle_csv(tmp_path):
     assert good.kendall_tau == pytest.approx(1.0)  # the proxy ranks the three as the real images do
     assert good.pick_minus_baseline == pytest.approx(real[0] - real[1]) and bad.pick_minus_baseline == 0
     page = auto_oracle_html(pd.DataFrame(rows_out))
-    assert "Method auto" in page and page.count("<tr>") == 3
+    assert "oracle" in page and page.count("<tr>") == 3
+    assert re.search(r"<td>\+[34]\.\d\d pp \[", page)  # fast vs default_full_bc: about +4 pp
+    anchor, title, _ = auto_oracle_section(str(tmp_path / "auto_vs_oracle.csv"))
+    assert anchor == "auto" and "oracle" in title
 
 
 AUDITED_CHOICE = """

@@ -4,6 +4,9 @@ The pickle stores NVIDIA's classes by reference to the ``dnnlib`` and ``torch_ut
 packages of a stylegan2-ada-pytorch checkout, so unpickling needs that checkout
 (``repo_path``). It goes on ``sys.path`` only for the duration of the call; afterwards
 ``sys.path`` and the ``dnnlib``/``torch_utils`` entries of ``sys.modules`` are restored.
+
+Loading such a pickle runs code (plain ``pickle.load``; NVIDIA's format also stores network source code):
+use only NVIDIA's published pickles or your own (README, "What is safe to load").
 """
 
 from __future__ import annotations

@@ -51,11 +51,12 @@ CANDIDATE_KEYS = {
     "augment": "flip: the calibration images and their mirror images (twice the statistics, no new image)",
 }
 
-# Measured on resnet20 / datafree (README, "The auto method"): few, each a full NNCF run
+# Few, each a full NNCF run (the method's cost). On resnet20 / datafree (jpeg10k agreement; README, "The auto
+# method"): fast 97.0 %, full 98.2 %; full bias correction on every image with 8-bit weights everywhere: mean-quantile
+# ranges 98.3 %, histogram ranges 98.4 %. The first two are the `default` and `default_full_bc` recipes.
 DEFAULT_CANDIDATES = [
     {"id": "fast", "fast_bias_correction": True},
     {"id": "full", "fast_bias_correction": False, "bias_correction_images": "fifth"},
-    {"id": "full_all", "fast_bias_correction": False},
     {"id": "full_all_mean_quantile", "fast_bias_correction": False, "activations_range": "mean_quantile",
      "overflow_fix": "disable"},
     {"id": "full_all_histogram", "fast_bias_correction": False, "activations_range": "histogram",

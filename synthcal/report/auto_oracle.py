@@ -99,14 +99,22 @@ def _pp(value: float) -> str:
     return f"{value * 100:+.2f}"
 
 
+def auto_oracle_section(csv_path) -> tuple[str, str, str] | None:
+    """The page's section (anchor, title, html) from auto_vs_oracle.csv; None without auto cells."""
+    if not csv_path:
+        return None
+    table = pd.read_csv(str(csv_path[0] if isinstance(csv_path, list | tuple) else csv_path))
+    return ("auto", "Method auto: the recipe chosen without real images, against the oracle", auto_oracle_html(table))
+
+
 def auto_oracle_html(table: pd.DataFrame) -> str:
-    """The page's section: one line per auto cell and test set."""
+    """The section's text and table: one line per auto cell and test set."""
     if table is None or table.empty:
         return ""
     lines = []
     for row in table.itertuples():
         baseline = ""
-        if "baseline" in table and isinstance(getattr(row, "baseline", None), str):
+        if isinstance(getattr(row, "baseline", None), str):
             baseline = (f"{_pp(row.pick_minus_baseline)} pp [{_pp(row.pick_minus_baseline_ci_low)}, "
                         f"{_pp(row.pick_minus_baseline_ci_high)}], p = {row.pick_vs_baseline_mcnemar_p:.2g}")
         lines.append(
@@ -121,11 +129,10 @@ def auto_oracle_html(table: pd.DataFrame) -> str:
     header = "".join(f"<th>{name}</th>" for name in (
         "cell", "test set", "pick (proxy)", "agreement", "Δ top-1", "oracle (best on real images)", "its agreement",
         "pick − oracle (agreement)", "pick − default_full_bc", "Kendall τ proxy/real", "auto time"))
-    return ("<h2>Method auto: the recipe chosen without real images, checked against the oracle</h2>"
-            "<p><code>auto</code> quantizes a few candidate NNCF recipes and keeps the one whose INT8 model follows "
+    return ("<p><code>auto</code> quantizes a few candidate NNCF recipes and keeps the one whose INT8 model follows "
             "FP32 most closely (softmax KL) on held-out synthetic images; no test image is read for the choice. "
             "Here every candidate is evaluated on the real test sets: the oracle is the candidate a user with test "
             "images would have picked. Differences are paired (bootstrap interval, exact McNemar p); τ is the "
             "rank correlation between proxy and real agreement over the candidates "
             "(<code>auto_vs_oracle.csv</code>).</p>"
-            f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(lines)}</tbody></table>")
+            f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>")
