@@ -76,7 +76,7 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
     ``batch_size: 1`` (the schema's default) means statistics per image. For ``algorithm: default`` the subset's
     images then go to NNCF in batches of ``statistics_batch`` with statistics still taken per image
     (``batchwise_statistics``): the same ranges as one image per item, and the same images for bias correction,
-    at a fraction of NNCF's per-item cost (resnet20, 1,000 images: 3.5× faster, full bias correction 2.2×;
+    at a fraction of NNCF's per-item cost (resnet20, 1,000 images: 2.9× less CPU time, full bias correction 2.0×;
     benchmarks/bench_quantize.py). Bias shifts are summed in another order, so they move in the last float bits
     (≤ 2e-6; agreement with FP32 unchanged). Accuracy-aware methods keep one image per item: their
     layer-by-layer search is path-dependent, and those bits changed which layers it reverted (noise set: 27

@@ -29,6 +29,7 @@ from synthcal.evaluation.stats import CONFIDENCE, RESAMPLES, versus_reference, w
 from synthcal.evaluation.timing import FP32, consistency  # noqa: E402
 from synthcal.io import atomic_path, read_json  # noqa: E402
 from synthcal.quantization.compare import engine_section  # noqa: E402
+from synthcal.report.auto_oracle import auto_oracle_section  # noqa: E402
 from synthcal.report.recommendation import (  # noqa: E402
     REAL_DATA_KINDS,
     compare_calibrations,
@@ -646,6 +647,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     engines = engine_section(table, evaluations.predictions, config.get("methods") or {}, methods, **options)
     if engines:  # POT vs NNCF (synthcal/quantization/compare.py), right after the per-method tables
         sections.insert([anchor for anchor, _, _ in sections].index("tables") + 1, engines)
+    auto = auto_oracle_section(getattr(inputs, "auto_oracle", None))  # method auto vs its oracle (auto_oracle.py)
+    if auto:
+        sections.insert([anchor for anchor, _, _ in sections].index("tables") + 1, auto)
     body = [
         "<h1>synthcal report</h1>",
         f"<p>INT8 (NNCF) vs FP32 (OpenVINO) top-1 in %, Δ in percentage points, on {sets_text}. Intervals are "
@@ -669,7 +673,7 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
             " pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px} .warn{color:#b00}"
             " nav{font-size:13px;line-height:1.8} .statements li{margin:0.4em 0;line-height:1.4}"
             " table.study td{font-size:12px;line-height:1.25} table.study small{color:#555}"
-            " table.study td.same{background:#eef5ee} table.study caption{text-align:left;font-size:12px;"
+            " table.study td.differs{background:#f9d9d2} table.study caption{text-align:left;font-size:12px;"
             "padding:2px 0} details{margin:0.5em 0} summary{cursor:pointer;font-size:13px}"
             "</style></head><body>" + "\n".join(body) + "</body></html>")
     with atomic_path(outputs.html) as tmp:

@@ -74,8 +74,8 @@ def study_table_html(study: pd.DataFrame, table: pd.DataFrame, test_set: str, ti
                 if pd.isna(record[f"{key}.top1"]):
                     cells.append("<td class='none'>–</td>")
                 elif measure == "top1":
-                    same = "" if bool(record[f"{key}.distinguishable_from_fp32"]) else " class='same'"
-                    cells.append(f"<td{same}>{_pct(record[f'{key}.top1'])}<br><small>"
+                    differs = " class='differs'" if bool(record[f"{key}.distinguishable_from_fp32"]) else ""
+                    cells.append(f"<td{differs}>{_pct(record[f'{key}.top1'])}<br><small>"
                                  f"{_pp(record[f'{key}.delta_top1'])} [{_pp(record[f'{key}.delta_top1_ci_low'])}, "
                                  f"{_pp(record[f'{key}.delta_top1_ci_high'])}]</small></td>")
                 else:
@@ -83,7 +83,8 @@ def study_table_html(study: pd.DataFrame, table: pd.DataFrame, test_set: str, ti
                                  f"[{_pct(record[f'{key}.agreement_ci_low'])}, "
                                  f"{_pct(record[f'{key}.agreement_ci_high'])}]</small></td>")
             body.append(f"<tr><th>{html.escape(record['model'])}</th><td>{fp32}</td>{''.join(cells)}</tr>")
-        caption = ("INT8 top-1 % and, below, Δ vs FP32 in pp [interval]; shaded: not distinguishable from FP32"
+        caption = ("INT8 top-1 % and, below, Δ vs FP32 in pp [interval]; red: differs from FP32 (interval "
+                   "excludes 0 and McNemar rejects)"
                    if measure == "top1" else "agreement with FP32 top-1 % [Wilson interval]")
         return (f"<div class='wide'><table class='study'><caption>{html.escape(caption)} · "
                 f"{html.escape(title)}</caption><thead><tr><th rowspan='2'>model</th>"
