@@ -540,7 +540,8 @@ def _speed_method_html(timings: dict[str, dict]) -> str:
             "INT8 IR of the model, compiled and warmed up once, then timed interleaved: each repeat passes the same "
             "images once through every IR, in a seeded shuffled order that is reversed the next repeat "
             f"({html.escape(how)}). Images/s is the median over repeats; a speed-up is the median of the per-repeat "
-            "ratios INT8 / FP32 of the same repeat; bars and <code>_low</code>/<code>_high</code> columns span the "
+            "ratios FP32 / INT8 of process CPU time (all threads) in the same repeat, which another process on the "
+            "machine hardly moves; bars and <code>_low</code>/<code>_high</code> columns span the "
             "lowest and highest repeat. The evaluation jobs' own timings are not used.</p>")
 
 
