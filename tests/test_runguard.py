@@ -88,8 +88,15 @@ def test_live_jobs_of_an_earlier_run_are_refused_until_cancelled():
 def test_no_slurm_controller_names_the_way_out_and_finished_runs_are_not_asked_again(tmp_path, monkeypatch):
     """squeue installed but no controller answering (a workstation after one SLURM run here): the run stops and
     says how to go on; SYNTHCAL_SKIP_SLURM_CHECK=1 goes on for that run. Runs squeue found finished are remembered."""
-    if shutil.which("squeue") is None or _squeue_answers():
-        pytest.skip("needs the SLURM client installed with no controller answering (the case under test)")
+    if shutil.which("squeue") is None:
+        pytest.skip("needs the SLURM client (squeue) installed: the case under test is squeue without a controller")
+    if _squeue_answers():  # a cluster is up (as in CI): point squeue at a controller that is not there
+        conf = tmp_path / "slurm.conf"
+        conf.write_text("ClusterName=nowhere\nSlurmctldHost=nowhere(127.0.0.1)\nSlurmctldPort=9\nMessageTimeout=1\n"
+                        "AuthType=auth/none\nNodeName=nowhere CPUs=1 State=UNKNOWN\n"
+                        "PartitionName=none Nodes=nowhere Default=YES\n")
+        monkeypatch.setenv("SLURM_CONF", str(conf))
+        assert not _squeue_answers()
     logs = tmp_path / ".snakemake" / "log"
     logs.mkdir(parents=True)
     (logs / "2026-01-01T000000.000000.snakemake.log").write_text("SLURM run ID: synthcal_earlier\n")
