@@ -30,6 +30,7 @@ rule quantize_auto:
     benchmark:
         "results/benchmarks/quantize/{model}/{calib}/{method}.tsv"
     threads: 1
+    priority: 10
     resources:
         mem_mb=4000,
     script:

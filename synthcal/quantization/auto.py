@@ -52,12 +52,12 @@ CANDIDATE_KEYS = {
 }
 
 # Few, each a full NNCF run (the method's cost). On resnet20 / datafree (jpeg10k agreement; README, "The auto
-# method"): fast 97.0 %, full 98.2 %; full bias correction on every image with 8-bit weights everywhere and histogram
-# ranges 98.4 %, with the mixed preset 98.5 % (mean-quantile ranges instead: 98.3 %). The first two are the
-# `default` and `default_full_bc` recipes.
+# method"): fast 97.0 %, full bias correction (`default_full_bc`) 98.2 %; full bias correction on every image with
+# 8-bit weights everywhere and histogram ranges 98.4 %, with the mixed preset 98.5 % (mean-quantile ranges instead:
+# 98.3 %). `fast` is the `default` recipe; `default_full_bc`'s recipe is no candidate: its proxy score trailed the
+# histogram candidates' tenfold on all three offline networks, and its cost is a third of theirs.
 DEFAULT_CANDIDATES = [
     {"id": "fast", "fast_bias_correction": True},
-    {"id": "full", "fast_bias_correction": False, "bias_correction_images": "fifth"},
     {"id": "full_all_histogram", "fast_bias_correction": False, "activations_range": "histogram",
      "overflow_fix": "disable"},
     {"id": "full_all_histogram_mixed", "fast_bias_correction": False, "activations_range": "histogram",
