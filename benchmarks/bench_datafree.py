@@ -4,6 +4,9 @@ worth: INT8 agreement with FP32 after NNCF calibrates on it, with intervals.
     .venv/bin/python benchmarks/bench_datafree.py                      # resnet20, 1,000 images, 2 threads: time
     .venv/bin/python benchmarks/bench_datafree.py --models study --agreement   # the five study models: time,
                                                                        # agreement, and the five-model total
+    .venv/bin/python benchmarks/bench_datafree.py --models study --agreement --threads 1 --jobs 2
+                                                                       # as the workflow runs them on 2 cores:
+                                                                       # two sets at a time, one thread each
     .venv/bin/python benchmarks/bench_datafree.py --compare             # also the previous settings, side by side
     .venv/bin/python benchmarks/bench_datafree.py --models resnet20,shufflenetv2_x0_5 --agreement --cifar10 \\
         --iterations 20,30,40,60                                        # agreement-vs-steps curve, vs real data
@@ -26,8 +29,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import multiprocessing
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +118,27 @@ def generate(name: str, model, count: int, threads: int, settings: dict, path: P
     return result, seconds
 
 
+def _generate_in_worker(task: tuple) -> float:
+    """One set in a worker process (``--jobs``): its generation seconds."""
+    name, network, count, threads, settings, path = task
+    model = torch_classifier(model_spec(name, {"weights": {"source": "path", "path": str(network)}}), network)
+    return generate(name, model, count, threads, settings, path)[1]
+
+
+def generate_all(tasks: list[tuple], jobs: int) -> float:
+    """Every set of ``tasks`` with ``jobs`` at a time (fresh processes: torch's thread pool does not survive a fork);
+    the wall seconds until the last one is done."""
+    started = time.perf_counter()
+    with ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn")) as pool:
+        list(pool.map(_generate_in_worker, tasks))
+    return time.perf_counter() - started
+
+
+def set_path(folder: Path, settings: dict) -> Path:
+    tag = hashlib.sha256(json.dumps({**DEFAULTS, **settings}, sort_keys=True).encode()).hexdigest()[:12]
+    return folder / f"sets/{tag}.npz"
+
+
 def predictions(xml: Path, test: dict[str, ImageSet], cache: Path) -> dict[str, np.ndarray]:
     """Top-1 classes of the IR on every test set (cached beside it)."""
     if not cache.exists():
@@ -171,6 +197,8 @@ def main() -> None:
                         help="comma-separated names, 'study' (the five study models) or 'offline' (its three)")
     parser.add_argument("--count", type=int, default=1000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="sets generated at a time, each with --threads (the workflow: 2 cores, 1 thread each)")
     parser.add_argument("--iterations", help="comma-separated step counts to sweep (default: the model's default)")
     parser.add_argument("--compare", action="store_true", help="also run the previous settings (slow)")
     parser.add_argument("--agreement", action="store_true", help="quantize with NNCF and measure INT8 agreement")
@@ -192,6 +220,14 @@ def main() -> None:
         test = test_sets(shared, workdir) if args.agreement else {}
         real = cifar10_set(shared, workdir) if args.agreement and args.cifar10 else None
         totals = dict.fromkeys(variants, 0.0)
+        parallel_wall = None
+        if args.jobs > 1:
+            tasks = [(name, weights_file(name, shared, workdir)[0], args.count, args.threads,
+                      {**shipped_settings(name), **(overrides or {})}, None) for name in names
+                     for overrides in variants.values()]
+            tasks = [(*task[:5], set_path(workdir / task[0], task[4])) for task in tasks]
+            tasks.sort(key=lambda task: -Path(task[1]).stat().st_size)  # largest networks first: no long tail
+            parallel_wall = generate_all(tasks, args.jobs)
         for name in names:
             network, weights = weights_file(name, shared, workdir)
             spec = model_spec(name, {"weights": {"source": "path", "path": str(network)}})
@@ -208,16 +244,15 @@ def main() -> None:
                     references["cifar10"] = cell_predictions(fp32_xml, real, methods, test, folder / "cifar10")
             for variant, overrides in variants.items():
                 settings = {**shipped_settings(name), **(overrides or {})}
-                tag = hashlib.sha256(json.dumps({**DEFAULTS, **settings}, sort_keys=True).encode()).hexdigest()[:12]
-                image_set, seconds = generate(name, model, args.count, args.threads, settings,
-                                              folder / f"sets/{tag}.npz")
+                path = set_path(folder, settings)
+                image_set, seconds = generate(name, model, args.count, args.threads, settings, path)
                 totals[variant] += seconds
                 provenance = image_set.provenance
                 print(f"{name} ({weights} weights, {variant}: {provenance['iterations']} steps/batch, "
                       f"{provenance['precision']}, compiled {provenance['compiled']}): {seconds:.1f} s, "
                       f"bn loss {provenance['bn_loss_initial']:.2f} -> {provenance['bn_loss_final']:.3f}", flush=True)
                 if args.agreement:
-                    cells[variant] = cell_predictions(fp32_xml, image_set, methods, test, folder / "cells" / tag)
+                    cells[variant] = cell_predictions(fp32_xml, image_set, methods, test, folder / "cells" / path.stem)
             for variant, cell in cells.items():
                 against = {**references, **({args.baseline: cells[args.baseline]}
                                             if args.baseline in cells and variant != args.baseline else {})}
@@ -225,7 +260,10 @@ def main() -> None:
                 print("\n".join(describe(cell, fp32, against)), flush=True)
         for variant, seconds in totals.items():
             print(f"total ({variant}, {len(names)} models x {args.count} images, {args.threads} threads): "
-                  f"{seconds:.1f} s = {seconds / 60:.1f} min")
+                  f"{seconds:.1f} s = {seconds / 60:.1f} min of set generation")
+        if parallel_wall is not None:
+            print(f"all {len(names) * len(variants)} sets, {args.jobs} at a time with {args.threads} thread(s) each: "
+                  f"{parallel_wall:.1f} s = {parallel_wall / 60:.1f} min wall")
         if args.compare:
             first = next(iter(totals))
             print(f"speed-up {first} vs previous: {totals['previous'] / totals[first]:.2f}x")
