@@ -134,6 +134,11 @@ def generate_all(tasks: list[tuple], jobs: int) -> float:
     return time.perf_counter() - started
 
 
+def variant_settings(name: str, overrides: dict | None) -> dict:
+    """The model's shipped inversion settings with a variant's overrides over them."""
+    return {**shipped_settings(name), **(overrides or {})}
+
+
 def set_path(folder: Path, settings: dict) -> Path:
     tag = hashlib.sha256(json.dumps({**DEFAULTS, **settings}, sort_keys=True).encode()).hexdigest()[:12]
     return folder / f"sets/{tag}.npz"
@@ -222,10 +227,9 @@ def main() -> None:
         totals = dict.fromkeys(variants, 0.0)
         parallel_wall = None
         if args.jobs > 1:
-            tasks = [(name, weights_file(name, shared, workdir)[0], args.count, args.threads,
-                      {**shipped_settings(name), **(overrides or {})}, None) for name in names
-                     for overrides in variants.values()]
-            tasks = [(*task[:5], set_path(workdir / task[0], task[4])) for task in tasks]
+            tasks = [(name, weights_file(name, shared, workdir)[0], args.count, args.threads, settings,
+                      set_path(workdir / name, settings))
+                     for name in names for settings in (variant_settings(name, o) for o in variants.values())]
             tasks.sort(key=lambda task: -Path(task[1]).stat().st_size)  # largest networks first: no long tail
             parallel_wall = generate_all(tasks, args.jobs)
         for name in names:
@@ -243,7 +247,7 @@ def main() -> None:
                 if real is not None:
                     references["cifar10"] = cell_predictions(fp32_xml, real, methods, test, folder / "cifar10")
             for variant, overrides in variants.items():
-                settings = {**shipped_settings(name), **(overrides or {})}
+                settings = variant_settings(name, overrides)
                 path = set_path(folder, settings)
                 image_set, seconds = generate(name, model, args.count, args.threads, settings, path)
                 totals[variant] += seconds
