@@ -46,13 +46,32 @@ rule calibration_set_for_model:
         "../workflow_scripts/calibration_set.py"
 
 
+rule reference_features:
+    """The FP32 model's features of the training pool, the reference of every set's Fréchet distance."""
+    input:
+        xml="results/models/{model}/fp32.xml",
+        bin="results/models/{model}/fp32.bin",
+        train="results/data/train.npz",
+    output:
+        "results/quality/{model}/reference_features.npz",
+    conda:
+        "../envs/synthcal.yaml"
+    log:
+        "results/logs/quality/{model}/reference_features.log",
+    benchmark:
+        "results/benchmarks/quality/{model}/reference_features.tsv"
+    threads: 1
+    script:
+        "../workflow_scripts/reference_features.py"
+
+
 rule calibration_quality:
     """How close a calibration set is to the training data in the FP32 model's eyes."""
     input:
         calibration=lambda w: study.calibration_set(w.calib, w.model),
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
-        train="results/data/train.npz",
+        reference="results/quality/{model}/reference_features.npz",
     output:
         "results/quality/{model}/{calib}.json",
     conda:

@@ -12,16 +12,18 @@ PyTorch classifier with ``forward_features`` works too.
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import scipy.linalg
-import torch
-from torch import nn
 
 from synthcal.io import UNLABELLED, ImageSet
 
 
-def _final_linear(model: nn.Module) -> nn.Linear:
+def _final_linear(model):
     """The last ``nn.Linear`` in module order: the head that maps ``forward_features`` to logits."""
+    from torch import nn
+
     linears = [module for module in model.modules() if isinstance(module, nn.Linear)]
     if not linears:
         raise ValueError(f"{type(model).__name__} has no nn.Linear classifier head")
@@ -37,7 +39,8 @@ def predict_with_features(model, images_uint8: np.ndarray, batch_size: int = 256
     images_uint8 = np.asarray(images_uint8)
     if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}")
-    if not isinstance(model, nn.Module):
+    torch = sys.modules.get("torch")  # a PyTorch model means torch is imported; IR-only jobs never import it
+    if torch is None or not isinstance(model, torch.nn.Module):
         return _openvino_logits_and_features(model, images_uint8, batch_size)
     head = _final_linear(model)
     was_training = model.training
@@ -162,14 +165,26 @@ def reference_at_size(pool: ImageSet, size, count: int = 5000) -> ImageSet:
     return resize_set(reference_subset(pool, count), size)
 
 
-def quality_from_files(model_name: str, inputs, out_path, reference_count: int = 5000) -> dict:
-    """Workflow entry: quality statistics of one calibration set under one FP32 model (its IR)."""
-    from synthcal.io import load_image_set, write_json
+def reference_features_from_files(inputs, out_path, reference_count: int = 5000) -> None:
+    """Workflow entry: the FP32 model's penultimate features of the reference pool, once per model (every
+    calibration set's Fréchet distance compares against them)."""
+    from synthcal.io import load_image_set, save_npz_deterministic
     from synthcal.models.preprocessing import ir_input_size
 
-    calibration = load_image_set(inputs.calibration)
     reference = reference_at_size(load_image_set(inputs.train), ir_input_size(inputs.xml), reference_count)
-    stats = calibration_quality(inputs.xml, calibration, reference)
+    _, features = predict_with_features(inputs.xml, reference.images)
+    save_npz_deterministic(out_path, features=features)
+
+
+def quality_from_files(model_name: str, inputs, out_path) -> dict:
+    """Workflow entry: quality statistics of one calibration set under one FP32 model (its IR), against the
+    reference features of ``reference_features_from_files``."""
+    from synthcal.io import load_image_set, write_json
+
+    calibration = load_image_set(inputs.calibration)
+    with np.load(inputs.reference) as stored:
+        reference_features = stored["features"]
+    stats = calibration_quality(inputs.xml, calibration, reference_features)
     stats.update(model=model_name, calibration=calibration.provenance.get("name"),
                  kind=calibration.provenance.get("kind"))
     write_json(out_path, stats)

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import openvino as ov
-import torch
 
 from synthcal.inference import compile_model, infer_logits
 from synthcal.io import file_digest, write_json
@@ -56,6 +55,8 @@ def export_model(spec: ModelSpec, network_files: list[str], xml_path, info_path,
         raise ValueError(f"{spec.key} has {openvino.shape[1]} outputs but the dataset has {len(classes)} classes "
                          f"({', '.join(classes)})")
     reference = spec.module.reference_logits(spec, network_files, images, options)
+    import torch  # here, not at the top: quantize jobs import save_ir and never need torch
+
     info = {
         "model": spec.name, "kind": spec.kind, "model_spec": spec.record(), "opset": opset,
         "deploy_repvgg": deploy_repvgg and spec.details.get("architecture", "").startswith("repvgg"),

@@ -122,9 +122,9 @@ def check_auto_method(method_name: str, method: dict, calibration_entries: dict,
 
 
 def _candidate_parameters(candidate: dict, num_images: int) -> tuple[dict, dict]:
-    import nncf
-    from nncf.quantization.range_estimator import RangeEstimatorParametersSet
+    from synthcal.quantization.nncf_engine import nncf
 
+    RangeEstimatorParametersSet = nncf.quantization.range_estimator.RangeEstimatorParametersSet  # noqa: N806
     subset = num_images if candidate.get("subset_size", "all") == "all" else min(candidate["subset_size"], num_images)
     fast = bool(candidate.get("fast_bias_correction", True))
     arguments = {
@@ -149,9 +149,8 @@ def _bias_correction_images(candidate: dict) -> str:
 def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
     """One candidate recipe on the calibration images: items of STATISTICS_BATCH images, statistics per image.
     Returns the quantized ``ov.Model`` and the arguments NNCF got."""
-    import nncf
-
     from synthcal.inference import to_model_input
+    from synthcal.quantization.nncf_engine import nncf, without_torch
 
     if candidate.get("augment") == "flip":  # mirror image i follows image i: a subset keeps the pairs together
         images = np.stack([images, images[:, :, ::-1]], axis=1).reshape(-1, *images.shape[1:])
@@ -164,9 +163,10 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
         # NNCF's full BiasCorrection reads the first fifth of subset_size items; a five-fold subset_size over the
         # same items lets it read every calibration image (range statistics still see each image once)
         arguments["subset_size"] *= 5
-    quantized = nncf.quantize(model, nncf.Dataset(items), **arguments,
-                              advanced_parameters=nncf.AdvancedQuantizationParameters(batchwise_statistics=True,
-                                                                                      **advanced))
+    with without_torch():
+        quantized = nncf.quantize(model, nncf.Dataset(items), **arguments,
+                                  advanced_parameters=nncf.AdvancedQuantizationParameters(batchwise_statistics=True,
+                                                                                          **advanced))
     recorded = {key: str(value) for key, value in arguments.items()}
     recorded.update(statistics_images=used, statistics_batch=STATISTICS_BATCH,
                     advanced={key: str(value) for key, value in advanced.items()})
@@ -203,12 +203,12 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
 
     Reads no test image: its inputs are the FP32 IR, the calibration set and the held-out synthetic set.
     """
-    import nncf
     import openvino as ov
 
     from synthcal.inference import compile_model, infer_logits
     from synthcal.models.export import save_ir
     from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
+    from synthcal.quantization.nncf_engine import nncf
 
     candidates = candidates_of(method_name, method)
     proxy = method.get("proxy", "kl")

@@ -3,11 +3,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import sys
 import time
 
-import nncf
 import numpy as np
 import openvino as ov
 
@@ -15,6 +16,27 @@ from synthcal.inference import compile_model, infer_logits, to_model_input
 from synthcal.io import ImageSet, write_json
 from synthcal.models.export import save_ir
 from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
+
+
+@contextlib.contextmanager
+def without_torch():
+    """``import torch`` fails inside (where torch is not loaded yet). NNCF imports torch to register its torch
+    tensor functions and, in every ``nncf.quantize``, to ask whether the model is a torch model; a job quantizing
+    an IR needs neither and saves about 1.3 s of start-up (41 jobs in the offline study). Bytes are unchanged
+    (checked on resnet20 and resnet56 IRs)."""
+    if "torch" in sys.modules:
+        yield
+        return
+    sys.modules["torch"] = None  # what Python's import system reads as "not importable"
+    try:
+        yield
+    finally:
+        if sys.modules.get("torch", False) is None:
+            del sys.modules["torch"]
+
+
+with without_torch():
+    import nncf
 
 ALGORITHMS = ("default", "accuracy_aware")
 STATISTICS_BATCH = 100  # images per NNCF calibration item when the method names no batch_size
@@ -130,7 +152,8 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
     start = time.perf_counter()
     calibration_dataset = nncf.Dataset(items)
     if algorithm == "default":
-        quantized = nncf.quantize(model, calibration_dataset, **arguments, advanced_parameters=advanced)
+        with without_torch():
+            quantized = nncf.quantize(model, calibration_dataset, **arguments, advanced_parameters=advanced)
     else:
         quantized = _quantize_with_accuracy_control(model, calibration, calibration_dataset, method, method_name,
                                                     arguments, advanced, precision_hint, info)
@@ -189,12 +212,13 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
     nncf_logger = logging.getLogger("nncf")
     nncf_logger.addHandler(captured)
     try:
-        quantized = nncf.quantize_with_accuracy_control(
-            model, calibration_dataset, nncf.Dataset(items, lambda item: item[0]), validate,
-            max_drop=float(method.get("max_drop", 0.02)), drop_type=drop_type, **arguments,
-            advanced_quantization_parameters=advanced,
-            advanced_accuracy_restorer_parameters=restorer,
-        )
+        with without_torch():
+            quantized = nncf.quantize_with_accuracy_control(
+                model, calibration_dataset, nncf.Dataset(items, lambda item: item[0]), validate,
+                max_drop=float(method.get("max_drop", 0.02)), drop_type=drop_type, **arguments,
+                advanced_quantization_parameters=advanced,
+                advanced_accuracy_restorer_parameters=restorer,
+            )
     finally:
         nncf_logger.removeHandler(captured)
     baseline = validate(compile_model(model, precision_hint), items)[0]
