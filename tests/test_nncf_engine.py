@@ -79,3 +79,36 @@ def test_whole_batches_give_other_ranges(fp32_xml, calibration, tmp_path):
                    tmp_path / "125" / "quantize.json")
     one, whole = quantizer_ranges(tmp_path / "one" / "int8.xml"), quantizer_ranges(tmp_path / "125" / "int8.xml")
     assert any(not np.array_equal(a, b) for a, b in zip(one, whole, strict=True))
+
+
+QUANTIZE_IN_A_FRESH_PROCESS = """
+import sys
+{preload}
+from synthcal.io import ImageSet, UNLABELLED
+from synthcal.quantization.nncf_engine import quantize_model
+import numpy as np
+images = np.random.default_rng(0).integers(0, 256, (250, 32, 32, 3), dtype=np.uint8)
+method = {method!r}
+quantize_model(sys.argv[1], ImageSet(images, np.full(250, UNLABELLED), {{"name": "noise"}}), "m", method,
+               sys.argv[2], sys.argv[3])
+print("torch loaded:", "torch" in sys.modules)
+"""
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast_bias_correction", "full_bias_correction"])
+def test_a_quantize_job_never_imports_torch_and_writes_the_bytes_it_writes_with_torch_loaded(fp32_xml, tmp_path,
+                                                                                             fast):
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    weights = {}
+    for label, preload in {"without": "", "with": "import torch"}.items():
+        code = QUANTIZE_IN_A_FRESH_PROCESS.format(preload=preload, method=METHOD | {"fast_bias_correction": fast})
+        xml = tmp_path / label / "int8.xml"
+        done = subprocess.run([sys.executable, "-c", code, str(fp32_xml), str(xml), str(tmp_path / label / "q.json")],
+                              capture_output=True, text=True, cwd=REPO, check=True)
+        assert f"torch loaded: {label == 'with'}" in done.stdout
+        weights[label] = xml.with_suffix(".bin").read_bytes()
+    assert weights["without"] == weights["with"]
