@@ -112,7 +112,8 @@ root = sys.argv[1]
 inputs = N(xml=f"{root}/fp32.xml", calibration=f"{root}/calib.npz", holdout=f"{root}/holdout.npz")
 outputs = N(xml=f"{root}/out/int8.xml", info=f"{root}/out/quantize.json", candidates=f"{root}/out/candidates")
 method = {"algorithm": "auto", "holdout": "h", "candidates": [{"id": "fast"}, {"id": "full_hist",
-          "fast_bias_correction": False, "activations_range": "histogram", "overflow_fix": "disable"}]}
+          "fast_bias_correction": False, "activations_range": "histogram", "overflow_fix": "disable",
+          "weight_rounding": "gptq"}]}
 quantize_auto_from_files("auto", method, inputs, outputs)
 print("\\n".join(path for path in opened if path.startswith(root)))
 """
@@ -174,8 +175,9 @@ def test_auto_cell_and_its_oracle_through_snakemake(tmp_path):
         "calibration": {"noise": {"kind": "noise", "count": 60, "seed": 0},
                         "noise_holdout": {"kind": "noise", "count": 40, "seed": 1}},
         "methods": {"auto": {"algorithm": "auto", "holdout": "noise_holdout",
-                             "candidates": [{"id": "fast"}, {"id": "full_mq", "fast_bias_correction": False,
-                                                              "activations_range": "mean_quantile"}]}},
+                             "candidates": [{"id": "fast"}, {"id": "gptq_mq", "fast_bias_correction": False,
+                                                              "activations_range": "mean_quantile",
+                                                              "overflow_fix": "disable", "weight_rounding": "gptq"}]}},
         "report": {"bootstrap_resamples": 999},
     }
     config_path = tmp_path / "auto.yaml"
@@ -185,6 +187,8 @@ def test_auto_cell_and_its_oracle_through_snakemake(tmp_path):
     cell = tmp_path / "results/quantized/resnet20/noise/auto"
     info = read_json(cell / "quantize.json")
     assert info["holdout_set"]["seed"] == 1 and info["holdout_images"] == 40
+    rounding = info["candidates"][1]["nncf_arguments"]["weight_rounding"]  # 21 convolutions and the classifier
+    assert rounding["method"] == "gptq" and rounding["layers"] == 22 and rounding["grid_match"]["share"] >= 0.999
     assert (cell / "int8.xml").read_bytes() == (cell / "candidates" / info["chosen"] / "int8.xml").read_bytes()
     table = pd.read_csv(tmp_path / "results/report/auto_vs_oracle.csv")
     assert len(table) == 1 and table.pick[0] == info["chosen"] and table.images[0] == 200

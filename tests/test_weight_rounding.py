@@ -1,0 +1,106 @@
+"""GPTQ weight rounding ahead of ``nncf.quantize`` (synthcal.quantization.weight_rounding)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from synthcal.quantization.weight_rounding import _input_rows, gptq_round, rounded_layers, weight_matrix
+
+
+def test_gptq_with_uncorrelated_inputs_is_nearest_rounding():
+    rng = np.random.default_rng(0)
+    weights = rng.normal(size=(6, 20))
+    integers, scales = gptq_round(weights, np.diag(rng.uniform(0.5, 2.0, 20)))
+    np.testing.assert_allclose(scales, np.abs(weights).max(axis=1) / 127)
+    np.testing.assert_array_equal(integers, np.round(weights / scales[:, None]))
+
+
+def test_gptq_lowers_the_layer_output_error_and_keeps_each_rows_range():
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(4000, 40)) @ rng.normal(size=(40, 40))  # correlated input elements
+    second_moment = inputs.T @ inputs
+    weights = rng.normal(size=(16, 40))
+    integers, scales = gptq_round(weights, second_moment, damp=0.01)
+    nearest = np.round(weights / scales[:, None])
+
+    def output_error(values):
+        difference = values * scales[:, None] - weights
+        return np.trace(difference @ second_moment @ difference.T)
+
+    assert output_error(integers) < 0.5 * output_error(nearest)
+    np.testing.assert_array_equal(np.abs(integers).max(axis=1), np.full(16, 127))  # NNCF's scale stays
+    assert np.all(integers == np.round(integers))
+
+
+def _tiny_model():
+    import openvino as ov
+    import torch
+    from conftest import TinyClassifier
+
+    torch.manual_seed(0)
+    network = TinyClassifier((8, 16)).eval()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
+
+
+def test_input_rows_times_weights_is_the_layers_output():
+    """The patches' element order is the weights' order: rows @ Wᵀ reproduces every rounded layer's output."""
+    from synthcal.inference import compile_model, to_model_input
+
+    model = _tiny_model()
+    layers = rounded_layers(model)
+    assert [layer.get_type_name() for layer in layers] == ["Convolution", "Convolution", "MatMul"]
+    inputs = model.add_outputs([layer.input_value(0) for layer in layers])
+    outputs = model.add_outputs([layer.output(0) for layer in layers])
+    images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    results = compile_model(model, "f32").create_infer_request().infer(to_model_input(images))
+    for layer, layer_input, layer_output in zip(layers, inputs, outputs):
+        expected = results[layer_output.get_any_name()]
+        if expected.ndim == 4:  # N C H W → rows in (N, H, W) order
+            expected = expected.transpose(0, 2, 3, 1).reshape(-1, expected.shape[1])
+        produced = _input_rows(layer, results[layer_input.get_any_name()]) @ weight_matrix(layer).T
+        np.testing.assert_allclose(produced, expected, rtol=1e-4, atol=1e-3 * np.abs(expected).max())
+
+
+def test_nncf_keeps_gptqs_integers_in_the_int8_model():
+    """A GPTQ candidate through nncf.quantize: the INT8 model's integers are GPTQ's, the FP32 model is untouched."""
+    from synthcal.quantization.auto import quantize_candidate
+    from synthcal.quantization.weight_rounding import integer_weights, round_weights
+
+    model = _tiny_model()
+    before = {layer.get_friendly_name(): weight_matrix(layer) for layer in rounded_layers(model)}
+    images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
+    candidate = {"id": "gptq", "fast_bias_correction": False, "overflow_fix": "disable", "weight_rounding": "gptq"}
+    quantized, recorded = quantize_candidate(model, images, candidate)
+    rounding = recorded["weight_rounding"]
+    assert rounding["layers"] == 3 and rounding["images"] == 60
+    assert rounding["grid_match"] == {"share": 1.0, "channels_at_scale_floor": 0}
+    _, integers, scales = round_weights(model, images)
+    held = integer_weights(quantized)
+    assert set(held) == set(integers)
+    for name, (held_integers, held_scales) in held.items():  # NNCF kept GPTQ's scales and every integer
+        np.testing.assert_allclose(held_scales, scales[name], rtol=1e-6)
+        np.testing.assert_array_equal(held_integers, integers[name])
+    # GPTQ moved some weights off their nearest step
+    nearest = {name: np.round(matrix / (np.abs(matrix).max(1, keepdims=True) / 127)) for name, matrix in before.items()}
+    assert any((integers[name] != nearest[name]).any() for name in integers)
+    for layer in rounded_layers(model):
+        np.testing.assert_array_equal(weight_matrix(layer), before[layer.get_friendly_name()])
+
+
+@pytest.mark.parametrize(("candidate", "message"), [
+    ({"id": "a", "weight_rounding": "gptq"}, r"candidates\[0\]\.weight_rounding needs overflow_fix: disable"),
+    ({"id": "a", "weight_rounding": "adaround", "overflow_fix": "disable"}, r"weight_rounding is 'adaround'"),
+    ({"id": "a", "weight_rounding": "gptq", "overflow_fix": "disable", "gptq_damp": 0},
+     r"gptq_damp must be a positive number"),
+    ({"id": "a", "gptq_damp": 0.1}, "gptq_damp is set without weight_rounding"),
+])
+def test_bad_weight_rounding_entries_are_refused_naming_the_key(candidate, message):
+    from synthcal.quantization.auto import AutoMethodError, candidates_of
+
+    with pytest.raises(AutoMethodError, match=message):
+        candidates_of("auto", {"algorithm": "auto", "candidates": [candidate]})
