@@ -58,7 +58,7 @@ def test_input_rows_times_weights_is_the_layers_output():
     outputs = model.add_outputs([layer.output(0) for layer in layers])
     images = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
     results = compile_model(model, "f32").create_infer_request().infer(to_model_input(images))
-    for layer, layer_input, layer_output in zip(layers, inputs, outputs):
+    for layer, layer_input, layer_output in zip(layers, inputs, outputs, strict=True):
         expected = results[layer_output.get_any_name()]
         if expected.ndim == 4:  # N C H W → rows in (N, H, W) order
             expected = expected.transpose(0, 2, 3, 1).reshape(-1, expected.shape[1])

@@ -66,7 +66,7 @@ def input_second_moments(model, images: np.ndarray, batch_size: int = 100) -> di
     moments = {layer.get_friendly_name(): 0.0 for layer in layers}
     for start in range(0, len(images), batch_size):
         results = request.infer(to_model_input(images[start:start + batch_size]))
-        for layer, output in zip(layers, outputs):
+        for layer, output in zip(layers, outputs, strict=True):
             rows = _input_rows(layer, results[output.get_any_name()])
             moments[layer.get_friendly_name()] += (rows.T @ rows).astype(np.float64)
     return moments
