@@ -236,11 +236,12 @@ class Study:
         return f"{RESULTS}/calib/{calib}/{size}/set.npz"
 
     def calibration_inputs(self, calib: str) -> list[str]:
-        """What a set is built from besides the training split: a folder's files (rebuilt when they change, appear or
-        go), the tarball it lies in, or a generator's checkpoint files."""
+        """What a set is built from besides the training split: a folder's files (rebuilt when they appear or go, or
+        when their content changes: ``calibration_sources_digest``; a newer mtime alone re-runs nothing), the tarball
+        it lies in, or a generator's checkpoint files."""
         spec = self.config["calibration"][calib]
         if spec["kind"] == "folder":
-            return _folder_files(spec["path"])
+            return _ancient(_folder_files(spec["path"]))
         return self.generator_files(calib)
 
     def calibration_sources_digest(self, calib: str) -> str:
@@ -251,7 +252,7 @@ class Study:
         if self.config["calibration"][calib]["kind"] != "folder":
             return ""
         if calib not in self._source_digests:
-            self._source_digests[calib] = content_fingerprint(self.calibration_inputs(calib),
+            self._source_digests[calib] = content_fingerprint(_folder_files(self.config["calibration"][calib]["path"]),
                                                               ".snakemake/synthcal-file-digests.json")
         return self._source_digests[calib]
 
@@ -271,9 +272,12 @@ class Study:
         return [] if spec.network_suffix is None else [f"{RESULTS}/weights/{model}.{spec.network_suffix}.json"]
 
     def model_local_files(self, model: str) -> list[str]:
-        """Local files the fetch job reads (factory .py, checkpoint, ONNX), so changing them re-runs it."""
+        """Local files the fetch job reads (factory .py, checkpoint, ONNX), so changing them re-runs it. A file whose
+        sha256 the entry pins is marked ancient: its content cannot change without failing the fetch, so a newer mtime
+        alone (a copy, a re-extracted archive) re-runs nothing downstream."""
         spec = self.model_spec(model)
-        return spec.module.local_files(spec)
+        pinned = _pinned_paths(self.config["models"][model] or {})
+        return [_ancient([path])[0] if path in pinned else path for path in spec.module.local_files(spec)]
 
     def training_split_for(self, calib: str) -> str | list:
         """The training split (one path, so the rule sees a single file) for cifar10 sets; else no input."""
@@ -575,6 +579,25 @@ def study_grids(config: dict) -> list[dict]:
 
 def _union(lists) -> list[str]:
     return list(dict.fromkeys(name for names in lists for name in names))
+
+
+def _ancient(paths: list[str]) -> list:
+    """Inputs whose mtime Snakemake ignores (their content is checked otherwise)."""
+    from snakemake.io import ancient
+
+    return [ancient(path) for path in paths]
+
+
+def _pinned_paths(entry) -> set[str]:
+    """Every ``path`` of a ``{path, sha256}`` mapping anywhere in a config entry."""
+    if isinstance(entry, dict):
+        found = {str(entry["path"])} if entry.get("path") and entry.get("sha256") else set()
+        for value in entry.values():
+            found |= _pinned_paths(value)
+        return found
+    if isinstance(entry, list):
+        return set().union(*(_pinned_paths(value) for value in entry)) if entry else set()
+    return set()
 
 
 def _folder_files(path: str) -> list[str]:

@@ -147,6 +147,34 @@ def test_gan_set_depends_on_its_generator_files(base_config, tmp_path):
     assert study.generator_files("fractal") == []
 
 
+def test_checksum_pinned_and_digested_inputs_ignore_their_mtime(base_config):
+    """A weights file whose sha256 the entry pins, and a folder set's files (content digest in the rule's params),
+    are ancient to Snakemake: re-extracting ../shared (new mtimes, same bytes) re-runs nothing. An unpinned file
+    (a model factory .py) still re-runs its job when it is newer."""
+    from snakemake.io import is_flagged
+
+    from synthcal.workflow import Study
+
+    config = copy.deepcopy(base_config)
+    config["study"]["methods"] = ["accuracy_aware"]
+    train = Path(config["data"]["folders"]["train"])
+    (train / "airplane").mkdir()
+    (train / "airplane" / "0.png").write_bytes(b"png")
+    factory = train.parent / "net.py"
+    factory.write_text("import torch\n\n\ndef build():\n"
+                       "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3072, 10))\n")
+    (train.parent / "net.pt").write_bytes(b"")
+    config["models"]["resnet56"] = {"kind": "torch", "factory": f"{factory}:build", "input": {"size": [32, 32]},
+                                    "checkpoint": {"path": str(train.parent / "net.pt")}}
+    study = Study(config)
+    (weights,) = study.model_local_files("resnet20")
+    assert weights == config["models"]["resnet20"]["weights"]["path"] and is_flagged(weights, "ancient")
+    assert not any(is_flagged(path, "ancient") for path in study.model_local_files("resnet56"))
+    (image,) = study.calibration_inputs("folder_jpeg")
+    assert image.endswith("0.png") and is_flagged(image, "ancient")
+    assert study.calibration_sources_digest("folder_jpeg")  # the content still decides
+
+
 def test_study_test_sets_selects_extra_test_sets(base_config):
     from synthcal.workflow import Study
 

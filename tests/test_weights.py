@@ -111,3 +111,27 @@ def test_unreachable_url_says_set_a_local_path(tmp_path):
     assert not out.exists()
     leftovers = list((cache / "checkpoints").iterdir()) if (cache / "checkpoints").exists() else []
     assert leftovers == []  # no partial download cached
+
+
+def test_newer_copy_of_pinned_weights_reruns_nothing(resnet20_pt, tmp_path):
+    """Real Snakemake: a sha256-pinned weights file copied again (same bytes, newer mtime, as when ../shared is
+    re-extracted) leaves the fetched weights up to date (unpinned files stay mtime-checked: test_config.py)."""
+    import os
+    import shutil
+
+    import yaml
+    from conftest import run_snakemake
+
+    weights = tmp_path / "resnet20.pt"
+    shutil.copyfile(resnet20_pt, weights)
+    entry = {"source": "path", "path": str(weights), "sha256": file_digest(weights)}
+    config = tmp_path / "pinned.yaml"
+    config.write_text(yaml.safe_dump({"models": {"resnet20": {"weights": entry}},
+                                      "study": {"models": ["resnet20"], "calibration": ["noise"],
+                                                "methods": ["default"], "test_sets": []}}))
+    target = ("results/weights/resnet20.pt",)
+    assert run_snakemake(tmp_path, config, args=target).returncode == 0
+    later = os.stat(tmp_path / "results/weights/resnet20.pt").st_mtime + 60
+    os.utime(weights, (later, later))
+    dry = run_snakemake(tmp_path, config, args=(*target, "-n"))
+    assert dry.returncode == 0 and "Nothing to be done" in dry.stdout + dry.stderr, dry.stdout[-2000:]
