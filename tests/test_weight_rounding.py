@@ -104,3 +104,13 @@ def test_bad_weight_rounding_entries_are_refused_naming_the_key(candidate, messa
 
     with pytest.raises(AutoMethodError, match=message):
         candidates_of("auto", {"algorithm": "auto", "candidates": [candidate]})
+
+
+def test_dilated_convolutions_keep_nncfs_rounding():
+    import openvino as ov
+    import torch
+
+    network = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=2, dilation=2), torch.nn.Flatten(),
+                                  torch.nn.Linear(4 * 32 * 32, 10)).eval()
+    model = ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
+    assert [layer.get_type_name() for layer in rounded_layers(model)] == ["MatMul"]

@@ -25,12 +25,20 @@ class WeightRoundingError(ValueError):
 
 
 def rounded_layers(model) -> list:
-    """Convolutions and MatMuls whose weight input is a constant: the layers GPTQ rounds."""
+    """The layers GPTQ rounds: MatMuls and 2-D convolutions (explicit padding, no dilation) whose weight input is a
+    constant. Others keep NNCF's rounding."""
     layers = []
     for op in model.get_ordered_ops():
-        if op.get_type_name() in ("Convolution", "MatMul") and \
-                op.input_value(1).get_node().get_type_name() == "Constant":
-            layers.append(op)
+        if op.get_type_name() not in ("Convolution", "MatMul") or \
+                op.input_value(1).get_node().get_type_name() != "Constant":
+            continue
+        if op.get_type_name() == "Convolution":
+            attributes = op.get_attributes()
+            if len(op.input_value(1).get_node().get_output_shape(0)) != 4 or \
+                    tuple(attributes["dilations"]) != (1, 1) or \
+                    str(attributes.get("auto_pad", "explicit")).lower() not in ("explicit", "notset"):
+                continue
+        layers.append(op)
     return layers
 
 
@@ -43,13 +51,14 @@ def _input_rows(layer, activations: np.ndarray) -> np.ndarray:
         return activations.reshape(-1, activations.shape[-1])
     attributes = layer.get_attributes()
     kernel = tuple(layer.input_value(1).get_node().get_output_shape(0))[2:]
-    if len(kernel) != 2 or tuple(attributes["dilations"]) != (1, 1):
-        raise WeightRoundingError(f"{layer.get_friendly_name()}: GPTQ rounding takes 2-D convolutions without "
-                                  f"dilation (kernel {list(kernel)}, dilations {attributes['dilations']})")
     (top, left), (bottom, right) = attributes["pads_begin"], attributes["pads_end"]
     stride_h, stride_w = attributes["strides"]
     padded = np.pad(activations, ((0, 0), (0, 0), (top, bottom), (left, right)))
     windows = sliding_window_view(padded, tuple(kernel), axis=(2, 3))[:, :, ::stride_h, ::stride_w]
+    expected = tuple(layer.get_output_partial_shape(0).get_max_shape())[2:]
+    if windows.shape[2:4] != expected:
+        raise WeightRoundingError(f"{layer.get_friendly_name()}: its input gives {windows.shape[2:4]} patches, its "
+                                  f"output is {expected}: a convolution GPTQ rounding does not read right")
     channels = activations.shape[1]
     return windows.transpose(0, 2, 3, 1, 4, 5).reshape(-1, channels * kernel[0] * kernel[1])
 
