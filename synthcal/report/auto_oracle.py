@@ -129,7 +129,8 @@ def auto_oracle_html(table: pd.DataFrame) -> str:
     header = "".join(f"<th>{name}</th>" for name in (
         "cell", "test set", "pick (proxy)", "agreement", "Δ top-1", "oracle (best on real images)", "its agreement",
         "pick − oracle (agreement)", "pick − default_full_bc", "Kendall τ proxy/real", "auto time"))
-    return ("<p><code>auto</code> quantizes a few candidate NNCF recipes and keeps the one whose INT8 model follows "
+    return ("<p><code>auto</code> quantizes a few candidate NNCF recipes (GPTQ weight rounding ahead of NNCF in the "
+            "default one) and keeps the one whose INT8 model follows "
             "FP32 most closely (softmax KL) on held-out synthetic images; no test image is read for the choice. "
             "Here every candidate is evaluated on the real test sets: the oracle is the candidate a user with test "
             "images would have picked. Differences are paired (bootstrap interval, exact McNemar p); τ is the "
