@@ -2,7 +2,7 @@
 
 Reads a finished study's files (FP32 IR, the data-free calibration set, an evaluation set) and prints, per model
 and recipe, the agreement with its Wilson interval, the paired difference (bootstrap interval, McNemar p) and the
-time spent.
+time spent; and weights only (activations left in float): how much of the disagreement the weights' rounding causes.
 
     .venv/bin/python benchmarks/bench_weight_rounding.py --results results --models resnet20 resnet56 \\
         --calibration datafree --test-set jpeg10k
@@ -15,15 +15,41 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from synthcal.evaluation.stats import paired_difference, wilson_rate  # noqa: E402
 from synthcal.inference import compile_model, infer_logits  # noqa: E402
 from synthcal.io import load_image_set  # noqa: E402
 from synthcal.quantization.auto import quantize_candidate  # noqa: E402
+from synthcal.quantization.weight_rounding import (  # noqa: E402
+    WEIGHT_BITS,
+    round_weights,
+    rounded_layers,
+    weight_matrix,
+)
 
 RECIPE = {"id": "histogram", "fast_bias_correction": False, "activations_range": "histogram",
           "overflow_fix": "disable", "bias_correction_images": "fifth"}
+
+
+def nearest_rounded_weights(model):
+    """A copy of the FP32 model with every weight GPTQ would round put on its nearest INT8 step instead (NNCF's)."""
+    import openvino.opset13 as opset
+
+    rounded = model.clone()
+    levels = 2 ** (WEIGHT_BITS - 1) - 1
+    for layer in rounded_layers(rounded):
+        weights = weight_matrix(layer)
+        scales = np.abs(weights).max(axis=1, keepdims=True) / levels
+        scales[scales == 0] = 1.0
+        on_grid = np.round(weights / scales) * scales
+        if layer.get_type_name() == "MatMul" and not layer.get_attributes()["transpose_b"]:
+            on_grid = on_grid.T
+        shape = tuple(layer.input_value(1).get_node().get_output_shape(0))
+        layer.input(1).replace_source_output(opset.constant(on_grid.reshape(shape).astype(np.float32)).output(0))
+    return rounded
 
 
 def main() -> None:
@@ -57,6 +83,13 @@ def main() -> None:
             rate = wilson_rate(int(agree.sum()), len(agree))
             print(f"  {label}: {rate.estimate:.2%} [{rate.ci_low:.2%}, {rate.ci_high:.2%}]  quantize {seconds:.1f} s "
                   f"(rounding {rounding_seconds:.1f} s)")
+        weights_only = {
+            "nearest": infer_logits(compile_model(nearest_rounded_weights(model)), test_images).argmax(1) != fp32,
+            "GPTQ": infer_logits(compile_model(round_weights(model, calibration, args.damp)[0]),
+                                 test_images).argmax(1) != fp32,
+        }
+        print("  weights only (activations in float), predictions changed: "
+              + ", ".join(f"{name} {changed.mean():.2%}" for name, changed in weights_only.items()))
         plain, rounded = rows["NNCF rounding"][0], rows["GPTQ rounding"][0]
         difference = paired_difference(rounded, plain)
         print(f"  GPTQ − NNCF rounding: {difference.estimate:+.2%} "
