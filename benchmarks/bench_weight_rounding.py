@@ -27,6 +27,7 @@ from synthcal.quantization.weight_rounding import (  # noqa: E402
     WEIGHT_BITS,
     round_weights,
     rounded_layers,
+    set_weight_matrix,
     weight_matrix,
 )
 
@@ -36,19 +37,13 @@ RECIPE = {"id": "histogram", "fast_bias_correction": False, "activations_range":
 
 def nearest_rounded_weights(model):
     """A copy of the FP32 model with every weight GPTQ would round put on its nearest INT8 step instead (NNCF's)."""
-    import openvino.opset13 as opset
-
     rounded = model.clone()
     levels = 2 ** (WEIGHT_BITS - 1) - 1
     for layer in rounded_layers(rounded):
         weights = weight_matrix(layer)
         scales = np.abs(weights).max(axis=1, keepdims=True) / levels
         scales[scales == 0] = 1.0
-        on_grid = np.round(weights / scales) * scales
-        if layer.get_type_name() == "MatMul" and not layer.get_attributes()["transpose_b"]:
-            on_grid = on_grid.T
-        shape = tuple(layer.input_value(1).get_node().get_output_shape(0))
-        layer.input(1).replace_source_output(opset.constant(on_grid.reshape(shape).astype(np.float32)).output(0))
+        set_weight_matrix(layer, np.round(weights / scales) * scales)
     return rounded
 
 

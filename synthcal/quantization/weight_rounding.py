@@ -125,24 +125,28 @@ def gptq_round(weights: np.ndarray, second_moment: np.ndarray, damp: float = 0.1
 def round_weights(model, images: np.ndarray, damp: float = 0.1) -> tuple:
     """A copy of the FP32 ``model`` whose convolution and MatMul weights are GPTQ-rounded onto NNCF's INT8 grid.
     Returns the model, the integers (friendly name → int8 array shaped like the weight matrix) and the scales."""
-    import openvino.opset13 as opset
-
     rounded = model.clone()
     moments = input_second_moments(rounded, images)
     integers, all_scales = {}, {}
     for layer in rounded_layers(rounded):
         name = layer.get_friendly_name()
-        weight_node = layer.input_value(1).get_node()
-        shape = tuple(weight_node.get_output_shape(0))
         values, scales = gptq_round(weight_matrix(layer), moments[name], damp)
         integers[name], all_scales[name] = values.astype(np.int8), scales
-        on_grid = values * scales[:, None]
-        if layer.get_type_name() == "MatMul" and not layer.get_attributes()["transpose_b"]:
-            on_grid = on_grid.T
-        constant = opset.constant(on_grid.reshape(tuple(shape)).astype(np.float32))
-        constant.set_friendly_name(weight_node.get_friendly_name())
-        layer.input(1).replace_source_output(constant.output(0))
+        set_weight_matrix(layer, values * scales[:, None])
     return rounded, integers, all_scales
+
+
+def set_weight_matrix(layer, matrix: np.ndarray) -> None:
+    """Replace the layer's constant weights with ``matrix`` [output channel, input element] (as float32), the
+    inverse of ``weight_matrix``."""
+    import openvino.opset13 as opset
+
+    weight_node = layer.input_value(1).get_node()
+    if layer.get_type_name() == "MatMul" and not layer.get_attributes()["transpose_b"]:
+        matrix = matrix.T
+    constant = opset.constant(matrix.reshape(tuple(weight_node.get_output_shape(0))).astype(np.float32))
+    constant.set_friendly_name(weight_node.get_friendly_name())
+    layer.input(1).replace_source_output(constant.output(0))
 
 
 def integer_weights(quantized) -> dict[str, tuple[np.ndarray, np.ndarray]]:
