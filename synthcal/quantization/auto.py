@@ -2,12 +2,12 @@
 
 Per model and calibration set, a few candidate NNCF recipes (fast vs full bias correction, activation range
 estimators, overflow fix, GPTQ weight rounding ahead of NNCF, ...; every layer stays INT8) each quantize the FP32 IR
-on the calibration set. Each is
-scored by a proxy that needs no real image: how closely the INT8 model follows the FP32 model on *held-out
-synthetic* images (a second calibration entry named by the method's ``holdout`` key, e.g. a data-free set with
-another seed). The candidate with the best proxy is the cell's ``int8.xml``; every candidate's IR is kept under
-``candidates/<id>/`` so that a later job (rule ``evaluate_auto_candidates``) can measure them on the real test
-sets (the oracle the user does not have). The choice is written to ``quantize.json`` before any test image is read.
+on the calibration set. Each is scored by a proxy that needs no real image: how closely the INT8 model follows the
+FP32 model on *held-out synthetic* images (a second calibration entry named by the method's ``holdout`` key, e.g.
+a data-free set with another seed). The candidate with the best proxy is the cell's ``int8.xml``; every
+candidate's IR is kept under ``candidates/<id>/`` so that a later job (rule ``evaluate_auto_candidates``) can
+measure them on the real test sets (the oracle the user does not have). The choice is written to
+``quantize.json`` before any test image is read.
 
 Proxy: mean KL divergence of the INT8 softmax from the FP32 softmax over the held-out images (lower is better;
 top-1 agreement on them is recorded too, and breaks nothing: on 1,000 images it moves in steps of 0.1 pp and ties
