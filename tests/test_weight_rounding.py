@@ -114,3 +114,27 @@ def test_dilated_convolutions_keep_nncfs_rounding():
                                   torch.nn.Linear(4 * 32 * 32, 10)).eval()
     model = ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
     assert [layer.get_type_name() for layer in rounded_layers(model)] == ["MatMul"]
+
+
+def test_second_moments_of_layers_sharing_an_unnamed_input():
+    """Two convolutions read the same tensor, which has no name: each gets its own patches' second moments."""
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.inference import to_model_input
+    from synthcal.quantization.weight_rounding import input_second_moments
+
+    rng = np.random.default_rng(0)
+    pixels = opset.parameter([-1, 3, 8, 8], np.float32)
+    relu = opset.relu(pixels)  # an unnamed tensor both convolutions read
+    wide = opset.convolution(relu, rng.normal(size=(4, 3, 3, 3)).astype(np.float32), [1, 1], [1, 1], [1, 1], [1, 1])
+    point = opset.convolution(relu, rng.normal(size=(4, 3, 1, 1)).astype(np.float32), [1, 1], [0, 0], [0, 0], [1, 1])
+    model = ov.Model([opset.add(wide, point)], [pixels])
+    assert not relu.output(0).get_names()
+    images = rng.integers(0, 256, (5, 8, 8, 3), dtype=np.uint8)
+    moments = input_second_moments(model, images, batch_size=2)
+    activations = np.maximum(to_model_input(images), 0)
+    for layer in rounded_layers(model):
+        rows = _input_rows(layer, activations).astype(np.float64)
+        np.testing.assert_allclose(moments[layer.get_friendly_name()], rows.T @ rows, rtol=1e-5)
+    assert sorted(matrix.shape for matrix in moments.values()) == [(3, 3), (27, 27)]

@@ -69,14 +69,18 @@ def input_second_moments(model, images: np.ndarray, batch_size: int = 100) -> di
 
     probe = model.clone()
     layers = rounded_layers(probe)
-    outputs = probe.add_outputs([layer.input_value(0) for layer in layers])
+    # by tensor name: layers that share an input share one added output, so positions do not match layers
+    layer_inputs = probe.add_outputs([layer.input_value(0) for layer in layers])
+    for index, layer_input in enumerate(layer_inputs):
+        if not layer_input.get_names():
+            layer_input.get_tensor().add_names({f"synthcal_gptq_input_{index}"})
     compiled = compile_model(probe, "f32", performance_hint="LATENCY")
     request = compiled.create_infer_request()
     moments = {layer.get_friendly_name(): 0.0 for layer in layers}
     for start in range(0, len(images), batch_size):
         results = request.infer(to_model_input(images[start:start + batch_size]))
-        for layer, output in zip(layers, outputs, strict=True):
-            rows = _input_rows(layer, results[output.get_any_name()])
+        for layer, layer_input in zip(layers, layer_inputs, strict=True):
+            rows = _input_rows(layer, results[layer_input.get_any_name()])
             moments[layer.get_friendly_name()] += (rows.T @ rows).astype(np.float64)
     return moments
 
