@@ -24,7 +24,8 @@ from synthcal.inference import compile_model, infer_logits  # noqa: E402
 from synthcal.io import load_image_set  # noqa: E402
 from synthcal.quantization.auto import quantize_candidate  # noqa: E402
 from synthcal.quantization.weight_rounding import (  # noqa: E402
-    WEIGHT_BITS,
+    GPTQ_DAMP,
+    channel_scales,
     round_weights,
     rounded_layers,
     set_weight_matrix,
@@ -38,11 +39,9 @@ RECIPE = {"id": "histogram", "fast_bias_correction": False, "activations_range":
 def nearest_rounded_weights(model):
     """A copy of the FP32 model with every weight GPTQ would round put on its nearest INT8 step instead (NNCF's)."""
     rounded = model.clone()
-    levels = 2 ** (WEIGHT_BITS - 1) - 1
     for layer in rounded_layers(rounded):
         weights = weight_matrix(layer)
-        scales = np.abs(weights).max(axis=1, keepdims=True) / levels
-        scales[scales == 0] = 1.0
+        scales = channel_scales(weights)[:, None]
         set_weight_matrix(layer, np.round(weights / scales) * scales)
     return rounded
 
@@ -53,7 +52,7 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["resnet20"])
     parser.add_argument("--calibration", default="datafree")
     parser.add_argument("--test-set", default="jpeg10k", help="an evaluation set under results/data/eval/")
-    parser.add_argument("--damp", type=float, default=0.1)
+    parser.add_argument("--damp", type=float, default=GPTQ_DAMP)
     args = parser.parse_args()
     import openvino as ov
 

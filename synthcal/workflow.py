@@ -241,7 +241,7 @@ class Study:
         it lies in, or a generator's checkpoint files."""
         spec = self.config["calibration"][calib]
         if spec["kind"] == "folder":
-            return _ancient(_folder_files(spec["path"]))
+            return [_ancient(path) for path in _folder_files(spec["path"])]
         return self.generator_files(calib)
 
     def calibration_sources_digest(self, calib: str) -> str:
@@ -277,7 +277,7 @@ class Study:
         alone (a copy, a re-extracted archive) re-runs nothing downstream."""
         spec = self.model_spec(model)
         pinned = _pinned_paths(self.config["models"][model] or {})
-        return [_ancient([path])[0] if path in pinned else path for path in spec.module.local_files(spec)]
+        return [_ancient(path) if path in pinned else path for path in spec.module.local_files(spec)]
 
     def training_split_for(self, calib: str) -> str | list:
         """The training split (one path, so the rule sees a single file) for cifar10 sets; else no input."""
@@ -581,11 +581,11 @@ def _union(lists) -> list[str]:
     return list(dict.fromkeys(name for names in lists for name in names))
 
 
-def _ancient(paths: list[str]) -> list:
-    """Inputs whose mtime Snakemake ignores (their content is checked otherwise)."""
+def _ancient(path: str):
+    """An input whose mtime Snakemake ignores (its content is checked otherwise)."""
     from snakemake.io import ancient
 
-    return [ancient(path) for path in paths]
+    return ancient(path)
 
 
 def _pinned_paths(entry) -> set[str]:

@@ -50,6 +50,20 @@ class TinyClassifier(torch.nn.Module):
         return self.fc(self.forward_features(x))
 
 
+def tiny_classifier_model(widths: tuple[int, ...] = (8, 16)):
+    """A TinyClassifier as an OpenVINO model (raw NCHW float input), its BatchNorm statistics moved away from
+    identity so that INT8 differs from FP32."""
+    import openvino as ov
+
+    torch.manual_seed(0)
+    network = TinyClassifier(widths).eval()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    return ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
+
+
 def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), timeout: int = 1500,
                   cores: int = 2) -> subprocess.CompletedProcess:
     """The real ``snakemake`` on the project's Snakefile in ``workdir``, with config.yaml then ``configs``."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import tiny_classifier_model
 
 from synthcal.quantization.weight_rounding import _input_rows, gptq_round, rounded_layers, weight_matrix
 
@@ -33,25 +34,11 @@ def test_gptq_lowers_the_layer_output_error_and_keeps_each_rows_range():
     assert np.all(integers == np.round(integers))
 
 
-def _tiny_model():
-    import openvino as ov
-    import torch
-    from conftest import TinyClassifier
-
-    torch.manual_seed(0)
-    network = TinyClassifier((8, 16)).eval()
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.running_mean.uniform_(-0.5, 0.5)
-            module.running_var.uniform_(0.5, 2.0)
-    return ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
-
-
 def test_input_rows_times_weights_is_the_layers_output():
     """The patches' element order is the weights' order: rows @ Wᵀ reproduces every rounded layer's output."""
     from synthcal.inference import compile_model, to_model_input
 
-    model = _tiny_model()
+    model = tiny_classifier_model()
     layers = rounded_layers(model)
     assert [layer.get_type_name() for layer in layers] == ["Convolution", "Convolution", "MatMul"]
     inputs = model.add_outputs([layer.input_value(0) for layer in layers])
@@ -71,7 +58,7 @@ def test_nncf_keeps_gptqs_integers_in_the_int8_model():
     from synthcal.quantization.auto import quantize_candidate
     from synthcal.quantization.weight_rounding import integer_weights, round_weights
 
-    model = _tiny_model()
+    model = tiny_classifier_model()
     before = {layer.get_friendly_name(): weight_matrix(layer) for layer in rounded_layers(model)}
     images = np.random.default_rng(0).integers(0, 256, (60, 32, 32, 3), dtype=np.uint8)
     candidate = {"id": "gptq", "fast_bias_correction": False, "overflow_fix": "disable", "weight_rounding": "gptq"}

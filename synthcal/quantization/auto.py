@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from synthcal.io import ImageSet, write_json
+from synthcal.quantization.weight_rounding import GPTQ_DAMP
 
 # NNCF's RangeEstimatorParametersSet members by config name (NNCF itself is imported by the jobs only)
 RANGE_ESTIMATORS = {
@@ -100,7 +101,7 @@ def candidates_of(method_name: str, method: dict) -> list[dict]:
         if "weight_rounding" in candidate and candidate.get("overflow_fix") != "disable":
             raise AutoMethodError(f"{where}.weight_rounding needs overflow_fix: disable (NNCF's default 7-bit first "
                                   "layer would round the weights again on another grid)")
-        damp = candidate.get("gptq_damp", 0.1)
+        damp = candidate.get("gptq_damp", GPTQ_DAMP)
         if "gptq_damp" in candidate and "weight_rounding" not in candidate:
             raise AutoMethodError(f"{where}.gptq_damp is set without weight_rounding: gptq")
         if isinstance(damp, bool) or not isinstance(damp, (int, float)) or not damp > 0:
@@ -172,7 +173,7 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
         from synthcal.quantization.weight_rounding import round_weights
 
         start = time.perf_counter()
-        damp = float(candidate.get("gptq_damp", 0.1))
+        damp = float(candidate.get("gptq_damp", GPTQ_DAMP))
         model, integers, scales = round_weights(model, images[:used], damp)
         rounding = {"method": "gptq", "damp": damp, "layers": len(integers), "images": used,
                     "seconds": time.perf_counter() - start}

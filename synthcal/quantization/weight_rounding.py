@@ -18,6 +18,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 WEIGHT_BITS = 8  # with NNCF's overflow fix disabled: 8-bit weights in every layer
+GPTQ_DAMP = 0.1  # share of the mean H diagonal added to it
 
 
 class WeightRoundingError(ValueError):
@@ -93,7 +94,14 @@ def weight_matrix(layer) -> np.ndarray:
     return weights.reshape(weights.shape[0], -1)
 
 
-def gptq_round(weights: np.ndarray, second_moment: np.ndarray, damp: float = 0.1,
+def channel_scales(weights: np.ndarray, bits: int = WEIGHT_BITS) -> np.ndarray:
+    """NNCF's symmetric weight scale per output channel (row): max|w| / (2^(bits-1) - 1); 1 for all-zero rows."""
+    scales = np.abs(weights).max(axis=1) / (2 ** (bits - 1) - 1)
+    scales[scales == 0] = 1.0
+    return scales
+
+
+def gptq_round(weights: np.ndarray, second_moment: np.ndarray, damp: float = GPTQ_DAMP,
                bits: int = WEIGHT_BITS) -> tuple[np.ndarray, np.ndarray]:
     """GPTQ on one weight matrix [rows, columns] with the scale NNCF uses (per row max|w| / (2^(bits-1) - 1)).
 
@@ -103,8 +111,7 @@ def gptq_round(weights: np.ndarray, second_moment: np.ndarray, damp: float = 0.1
     """
     levels = 2 ** (bits - 1) - 1
     weights = np.array(weights, dtype=np.float64)
-    scales = np.abs(weights).max(axis=1) / levels
-    scales[scales == 0] = 1.0
+    scales = channel_scales(weights, bits)
     largest = np.abs(weights).argmax(axis=1)
     full_scale = np.sign(weights[np.arange(len(weights)), largest]) * levels
     hessian = np.array(second_moment, dtype=np.float64)
@@ -126,7 +133,7 @@ def gptq_round(weights: np.ndarray, second_moment: np.ndarray, damp: float = 0.1
     return integers, scales
 
 
-def round_weights(model, images: np.ndarray, damp: float = 0.1) -> tuple:
+def round_weights(model, images: np.ndarray, damp: float = GPTQ_DAMP) -> tuple:
     """A copy of the FP32 ``model`` whose convolution and MatMul weights are GPTQ-rounded onto NNCF's INT8 grid.
     Returns the model, the integers (friendly name → int8 array shaped like the weight matrix) and the scales."""
     rounded = model.clone()
