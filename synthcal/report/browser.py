@@ -53,6 +53,7 @@ _MEASURE = """(() => {
   return {scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, scrollHeight: root.scrollHeight,
           title: document.title, images: document.images.length,
           tables: document.querySelectorAll('table').length, scrollingTables: scrolling,
+          answerBottom: document.getElementById('answer')?.getBoundingClientRect().bottom ?? null,
           brokenImages: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).length,
           wide: wide.slice(0, 20)};
 })()"""
