@@ -128,7 +128,7 @@ def test_auto_vs_oracle_csv(tmp_path):
     assert good.pick_minus_baseline == pytest.approx(real[0] - real[1]) and bad.pick_minus_baseline == 0
     page = auto_oracle_html(pd.DataFrame(rows_out))
     assert "oracle" in page and page.count("<tr>") == 3
-    assert re.search(r"<td>\+[34]\.\d\d pp \[", page)  # fast vs default_full_bc: about +4 pp
+    assert re.search(r"<td>\+[34]\.\d\d pp <small>\[", page)  # fast vs default_full_bc: about +4 pp
     anchor, title, _ = auto_oracle_section(str(tmp_path / "auto_vs_oracle.csv"))
     assert anchor == "auto" and "oracle" in title
 

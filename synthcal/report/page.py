@@ -668,8 +668,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
                  + across_models_sentences(comparisons, kinds, main_set))
     sections = [
         ("study", "The study: INT8 top-1 and agreement per model, calibration set and method",
-         "<p>The 2022 study's table, one row per model: every calibration set × method on the "
-         f"{html.escape(_test_set_title(table, main_set))}; also in <code>study_table.csv</code>.</p>"
+         "<p>The 2022 study's table: every calibration set × method (rows) for every model (columns) on the "
+         f"{html.escape(_test_set_title(table, main_set))}; also in <code>study_table.csv</code>, one row per "
+         "model.</p>"
          + study_table_html(table_2022, table, main_set, _test_set_title(table, main_set))
          + "<ul class='statements'>" + "".join(f"<li>{html.escape(text)}</li>" for text in sentences) + "</ul>"),
         ("recommendation", "Recommendation: calibrating without real images",
