@@ -746,7 +746,7 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
             "*{box-sizing:border-box} body{font-family:sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1400px}"
             " .wide{overflow-x:auto;max-width:100%;margin:0.5em 0}"
             " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;"
-            "text-align:right} table.fit td{text-align:left;vertical-align:top} tr.group th{text-align:left;"
+            "text-align:right} table.fit td,table.fit th{text-align:left;vertical-align:top} tr.group th{text-align:left;"
             "background:#f2f2f2} .answer li{margin:0.3em 0;line-height:1.35;font-size:14px}"
             " img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
             " pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px} .warn{color:#b00}"
