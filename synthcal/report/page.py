@@ -593,6 +593,8 @@ def _answer_html(recommendation: pd.DataFrame, table: pd.DataFrame, level: str) 
     rows = recommendation[recommendation.scope == "method"] if len(recommendation) else recommendation
     if rows.empty:
         return ""
+    order = {model: index for index, model in enumerate(dict.fromkeys(rows.model))}
+    rows = rows.sort_values("model", key=lambda models: models.map(order), kind="stable")  # per model, its sets
     items = "".join(f"<li><b>{html.escape(row['model'])}</b> · {html.escape(_test_set_title(table, row['test_set']))}"
                     f": {html.escape(answer(row))}</li>" for row in rows.to_dict("records"))
     return ("<div id='answer'><p><b>How much is lost without real data?</b> Per model: INT8 − FP32 top-1 (Δ, "
