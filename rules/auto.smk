@@ -6,12 +6,13 @@ ruleorder: quantize_auto > quantize
 
 
 rule quantize_auto:
-    """An auto cell: every candidate quantized and scored by the proxy on the holdout set; the choice is fixed in
-    quantize.json here, with no test image among the inputs."""
+    """An auto cell: every candidate quantized and scored by the proxy on the holdout set (held-out synthetic images,
+    or the method's real_holdout where the cell is calibrated on real images); the choice is fixed in quantize.json
+    here, with no test image among the inputs."""
     input:
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
-        calibration=lambda w: study.calibration_set(w.calib, w.model),
+        calibration=study.auto_calibration_set,
         holdout=study.holdout_set,
     output:
         xml="results/quantized/{model}/{calib}/{method}/int8.xml",

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from synthcal.calibration import MODEL_SPECIFIC_KINDS, CalibrationError, check_entry
+from synthcal.calibration import MODEL_SPECIFIC_KINDS, REAL_DATA_KINDS, CalibrationError, check_entry
 from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET
 
 RESULTS = "results"
@@ -173,14 +173,28 @@ class Study:
         self._check_side_env_entries()
         self._check_report()
 
+    def real_calibrations(self) -> list[str]:
+        """The study's calibration sets made of real images (kinds ``REAL_DATA_KINDS``)."""
+        return [name for name in self.calibrations if self.config["calibration"][name]["kind"] in REAL_DATA_KINDS]
+
     def _check_report(self) -> None:
-        """``report.reference_calibration`` names one of the study's calibration sets (the report compares with it)."""
+        """``report.reference_calibration`` names one of the study's real-data calibration sets (the report compares
+        every cell without real images with it)."""
         reference = (self.config.get("report") or {}).get("reference_calibration")
-        if reference and reference not in self.calibrations:
+        if not reference:
+            return
+        real = self.real_calibrations()
+        available = (f"name one of the study's real-data sets: {real}" if real else
+                     "the study has no real-data set (kinds " + ", ".join(REAL_DATA_KINDS) + "): add one to "
+                     "study.calibration, or leave report.reference_calibration out")
+        if reference not in self.calibrations:
             where = ("is defined under `calibration:` but not selected by study.calibration"
                      if reference in (self.config.get("calibration") or {}) else "is not defined under `calibration:`")
-            raise ConfigError(f"report.reference_calibration: {reference!r} {where}; the report compares every "
-                              f"cell with it, so name one of the study's sets: {self.calibrations}")
+            raise ConfigError(f"report.reference_calibration: {reference!r} {where}; {available}")
+        kind = self.config["calibration"][reference]["kind"]
+        if kind not in REAL_DATA_KINDS:
+            raise ConfigError(f"report.reference_calibration: {reference!r} is kind {kind}, not real images; "
+                              f"{available}")
 
     def _check_models(self) -> None:
         """Every model entry resolves (files, factory, input size); selected ones have one output per class."""
@@ -423,14 +437,17 @@ class Study:
         return "|".join(re.escape(name) for name in self.auto_methods()) or "(?!)"
 
     def check_auto_methods(self) -> None:
-        """Every selected auto method: its candidates, and a holdout set that is synthetic and not a study set."""
+        """Every selected auto method: its candidates, a holdout set that is synthetic and not a study set, and a
+        ``real_holdout`` (where given) that is real data and not a study set."""
         from synthcal.quantization.auto import AutoMethodError, check_auto_method
 
         for name in set(self.auto_methods()) & set(self.methods):
             method = self.config["methods"][name]
             try:
                 check_auto_method(name, method, self.config.get("calibration") or {}, self.calibrations)
-                check_entry(method["holdout"], self.config["calibration"][method["holdout"]])
+                for key in ("holdout", "real_holdout"):
+                    if method.get(key):
+                        check_entry(method[key], self.config["calibration"][method[key]])
             except (AutoMethodError, CalibrationError) as error:
                 raise ConfigError(str(error)) from None
             if self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
@@ -440,8 +457,17 @@ class Study:
                                           f"but models.{model} {self.model_spec(model).torch_problem}")
 
     def holdout_set(self, wildcards) -> str:
-        """Input function of rule quantize_auto: the held-out synthetic set its proxy scores candidates on."""
-        return self.calibration_set(self.config["methods"][wildcards.method]["holdout"], wildcards.model)
+        """Input function of rule quantize_auto: the held-out set its proxy scores candidates on (synthetic, or the
+        method's ``real_holdout`` where the cell is calibrated on real images)."""
+        from synthcal.quantization.auto import holdout_of
+
+        method = self.config["methods"][wildcards.method]
+        return self.calibration_set(holdout_of(method, self.config["calibration"][wildcards.calib]["kind"]),
+                                    wildcards.model)
+
+    def auto_calibration_set(self, wildcards) -> str:
+        """Input function of rule quantize_auto: the cell's calibration set."""
+        return self.calibration_set(wildcards.calib, wildcards.model)
 
     def auto_cells(self) -> list[tuple[str, str, str]]:
         return [cell for cell in self._cells if cell[2] in self.auto_methods()]

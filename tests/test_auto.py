@@ -10,12 +10,20 @@ import pytest
 import yaml
 from conftest import run_snakemake, shared_path
 
-from synthcal.io import read_json, save_npz_deterministic, write_json
-from synthcal.quantization.auto import AutoMethodError, candidates_of, check_auto_method, choose, proxy_scores
+from synthcal.io import ImageSet, read_json, save_npz_deterministic, write_json
+from synthcal.quantization.auto import (
+    AutoMethodError,
+    candidates_of,
+    check_auto_method,
+    choose,
+    holdout_of,
+    proxy_scores,
+    without_calibration_images,
+)
 from synthcal.report.auto_oracle import auto_oracle_html, auto_oracle_section, write_auto_vs_oracle
 
 CALIBRATION = {"datafree": {"kind": "datafree"}, "datafree_holdout": {"kind": "datafree", "seed": 1},
-               "cifar10": {"kind": "cifar10"}}
+               "cifar10": {"kind": "cifar10"}, "cifar10_holdout": {"kind": "cifar10", "seed": 1}}
 
 
 def test_proxy_prefers_the_candidate_closer_to_fp32():
@@ -41,10 +49,33 @@ def test_proxy_prefers_the_candidate_closer_to_fp32():
     ({"algorithm": "auto", "holdout": "datafree_holdout", "candidates": [{"id": "a"}, {"id": "a"}]}, "used twice"),
     ({"algorithm": "auto", "holdout": "datafree_holdout",
       "candidates": [{"id": "a", "activations_range": "max"}]}, r"candidates\[0\]\.activations_range"),
+    # issue 33: real_holdout names real images outside the study
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "datafree_holdout"},
+     r"real_holdout 'datafree_holdout' is kind datafree, not real images .*\['cifar10_holdout'\]"),
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10"},
+     "real_holdout 'cifar10' is also a calibration set of the study"),
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar9"},
+     "real_holdout names 'cifar9', which is not defined"),
 ])
 def test_bad_auto_entries_are_refused_naming_the_key(method, message):
     with pytest.raises(AutoMethodError, match=message):
-        check_auto_method("auto", method, CALIBRATION, ["datafree"])
+        check_auto_method("auto", method, CALIBRATION, ["datafree", "cifar10"])
+
+
+def test_real_holdout_scores_cells_on_real_images_without_their_calibration_images():
+    method = {"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10_holdout"}
+    check_auto_method("auto", method, CALIBRATION, ["datafree", "cifar10"])
+    assert holdout_of(method, "cifar10") == holdout_of(method, "folder") == "cifar10_holdout"
+    assert holdout_of(method, "datafree") == holdout_of(method, "noise") == "datafree_holdout"
+    assert holdout_of({"holdout": "datafree_holdout"}, "cifar10") == "datafree_holdout"  # no real_holdout given
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, (12, 4, 4, 3), dtype=np.uint8)
+    calibration = ImageSet(pool[:8], np.arange(8), {"seed": 0})
+    holdout = ImageSet(pool[5:], np.arange(5, 12), {"seed": 1})  # images 5, 6, 7 are in both
+    kept, left_out = without_calibration_images(holdout, calibration)
+    assert left_out == 3 and kept.labels.tolist() == [8, 9, 10, 11]
+    assert np.array_equal(kept.images, pool[8:]) and kept.provenance == {"seed": 1}
+    assert without_calibration_images(calibration, ImageSet(pool[8:], np.arange(4), {}))[1] == 0
 
 
 def test_default_candidates_are_valid_and_few():
@@ -97,7 +128,7 @@ def test_auto_vs_oracle_csv(tmp_path):
     assert good.pick_minus_baseline == pytest.approx(real[0] - real[1]) and bad.pick_minus_baseline == 0
     page = auto_oracle_html(pd.DataFrame(rows_out))
     assert "oracle" in page and page.count("<tr>") == 3
-    assert re.search(r"<td>\+[34]\.\d\d pp \[", page)  # fast vs default_full_bc: about +4 pp
+    assert re.search(r"<td>\+[34]\.\d\d pp <small>\[", page)  # fast vs default_full_bc: about +4 pp
     anchor, title, _ = auto_oracle_section(str(tmp_path / "auto_vs_oracle.csv"))
     assert anchor == "auto" and "oracle" in title
 

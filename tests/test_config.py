@@ -8,6 +8,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -91,6 +92,15 @@ CASES = {
     "calibration-seed-negative": ("calibration.noise.seed", -1, ["config key calibration.noise.seed", "minimum"]),
     "reference-calibration-undefined": ("report", {"reference_calibration": "cifar11"},
                                         ["report.reference_calibration", "'cifar11' is not defined"]),
+    # issue 33: the reference is real data of the study; the message names the real sets there are
+    "reference-calibration-not-real": ("report", {"reference_calibration": "noise"},
+                                       ["report.reference_calibration: 'noise' is kind noise, not real images",
+                                        "real-data sets: ['cifar10', 'folder_jpeg']"]),
+    "reference-calibration-not-selected": ("report", {"reference_calibration": "cifar10_holdout"},
+                                           ["report.reference_calibration: 'cifar10_holdout' is defined under "
+                                            "`calibration:` but not selected", "['cifar10', 'folder_jpeg']"]),
+    "reference-calibration-no-real-set": ("study.calibration", ["fractal", "noise"],
+                                          ["the study has no real-data set"]),
 }
 
 
@@ -99,6 +109,8 @@ def test_bad_config_fails_before_any_job(case, base_config, tmp_path):
     dotted, value, expected = CASES[case]
     config = copy.deepcopy(base_config)
     _set(config, dotted, value)
+    if case == "reference-calibration-no-real-set":
+        config["report"] = {"reference_calibration": "noise"}
     configfile = tmp_path / "config.yaml"
     configfile.write_text(yaml.safe_dump(config, sort_keys=False))
     before = _results_files()
@@ -145,6 +157,22 @@ def test_gan_set_depends_on_its_generator_files(base_config, tmp_path):
     study = Study(config)
     assert study.generator_files("distylegan") == [str(checkpoint / "generator.pt"), str(checkpoint / "config.json")]
     assert study.generator_files("fractal") == []
+
+
+def test_auto_scores_cells_on_real_images_with_real_holdout(base_config):
+    """Issue 33: auto on a real-data set is a cell whose proxy reads held-out real images (real_holdout); its
+    data-free cell keeps the synthetic holdout."""
+    from synthcal.workflow import Study
+
+    config = copy.deepcopy(base_config)
+    config["study"] = {"models": ["resnet20"], "calibration": ["datafree", "cifar10"], "methods": ["auto"]}
+    study = Study(config)
+    assert ("resnet20", "cifar10", "auto") in study.cells()
+    cell = SimpleNamespace(model="resnet20", calib="cifar10", method="auto")
+    assert study.holdout_set(cell) == "results/calib/cifar10_holdout/32x32/set.npz"
+    assert study.holdout_set(SimpleNamespace(model="resnet20", calib="datafree", method="auto")) == (
+        "results/calib/datafree_holdout/32x32/resnet20/set.npz")
+    assert study.real_calibrations() == ["cifar10"]
 
 
 def test_checksum_pinned_and_digested_inputs_ignore_their_mtime(base_config):

@@ -202,6 +202,51 @@ def test_recommendation_keeps_int8_speed_and_states_the_verdict(report_dir):
         assert statement.split(":")[0] in page
 
 
+def test_best_without_real_data_against_best_with_it(report_dir):
+    """Issue 33: every row compares with the best real-data cell of any method (here cifar10/accuracy_aware, 10
+    flips, 2 float layers but the INT8 speed kept) besides the same method on real images; paired, with a verdict."""
+    out, known = report_dir
+    recommendation = pd.read_csv(out / "recommendation.csv")
+    assert recommendation.real_best_calibration.notna().all() and recommendation.verdict.notna().all()
+    overall = recommendation[recommendation.scope == "method"].iloc[0]
+    assert (overall.real_best_calibration, overall.real_best_method) == ("cifar10", "accuracy_aware")
+    assert overall.real_best_agreement == pytest.approx(1 - 10 / N)
+    # fractal/default (24 flips) − cifar10/accuracy_aware (10): 14 images only the real-data cell keeps
+    assert overall.delta_agreement_vs_real_best == pytest.approx(-14 / N)
+    assert overall.delta_agreement_ci_low_vs_real_best < overall.delta_agreement_vs_real_best < 0
+    assert overall.delta_agreement_mcnemar_p_vs_real_best == pytest.approx(2 * 0.5 ** 14, rel=1e-5)  # CSV: 6 digits
+    assert bool(overall.distinguishable_from_real_best) and overall.verdict == "worse than real data (agreement)"
+    # the same method on real images is there too, and not distinguishable (24 vs 20 flips)
+    assert overall.reference_calibration == "cifar10" and overall.verdict != "" and not bool(
+        overall.distinguishable_from_reference)
+    assert "best cell calibrated on real images by any method, cifar10/accuracy_aware" in overall.statement
+    # the page's first screen answers it, before the navigation
+    page = (out / "index.html").read_text()
+    answer = page[page.index("<div id='answer'>"):page.index("<nav>")]
+    assert ("resnet20</b> · test split (2,000 images): without data: Δ " in answer and "; with data: Δ " in answer
+            and "; difference −0.7 pp [" in answer and "worse than real data (agreement)" in answer)
+
+
+def test_a_study_without_real_data_says_so(tmp_path):
+    """No real-data set in the study: no reference anywhere, and the page says so; a model of a study that has one
+    but ran no real-data cell of that model says that instead."""
+    cells = {cell: spec for cell, spec in CELLS.items() if spec[0] != "cifar10"}
+    out, _ = _build_study(tmp_path / "none", {"resnet20": cells})
+    recommendation = pd.read_csv(out / "recommendation.csv")
+    assert recommendation.real_best_calibration.isna().all() and recommendation.reference_calibration.isna().all()
+    assert recommendation.statement.str.endswith(
+        "The study has no real-data calibration set to compare with. Left out for losing the INT8 speed: "
+        "fractal/accuracy_aware (1.10×, 21 float layers).").any()
+    assert "with data: no cell to compare with (the study has no real-data calibration set)" in (
+        out / "index.html").read_text()
+    out, _ = _build_study(tmp_path / "some", {"resnet20": CELLS, "resnet56": cells})
+    recommendation = pd.read_csv(out / "recommendation.csv").set_index(["model", "scope", "method"]).sort_index()
+    assert recommendation.loc[("resnet20", "method")].real_best_calibration.notna().all()
+    resnet56 = recommendation.loc["resnet56"]
+    assert resnet56.real_best_calibration.isna().all()
+    assert resnet56.statement.str.contains("The study ran no cell of resnet56 calibrated on real images").all()
+
+
 def test_report_page_in_chromium(report_dir):
     if not find_chromium():
         pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
@@ -209,6 +254,9 @@ def test_report_page_in_chromium(report_dir):
     check = check_page(out / "index.html", width=1280, height=800)
     assert check.problems() == []
     assert check.layout["images"] >= 6 and check.layout["title"] == "synthcal report"
+    # every table (folded ones opened) fits its container: none needs sideways scrolling at 1280 px
+    assert check.layout["tables"] >= 8 and check.layout["scrollingTables"] == []
+    assert 0 < check.layout["answerBottom"] <= 800  # the answer is on the first screen
     assert check.screenshot.startswith(b"\x89PNG")
     with Image.open(__import__("io").BytesIO(check.screenshot)) as shot:
         assert shot.size == (1280, 800)
@@ -219,14 +267,22 @@ def test_browser_check_sees_errors_requests_and_overflow(tmp_path):
     if not find_chromium():
         pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
     page = tmp_path / "bad.html"
+    wide_table = "<table><tr>" + "<td>1234567890</td>" * 200 + "</tr></table>"
     page.write_text("<!doctype html><html><head><meta charset='utf-8'><title>bad</title></head><body>"
                     "<div style='width:2000px'>wide</div><img src='http://127.0.0.1:9/remote.png'>"
+                    f"<section id='a'><div style='overflow-x:auto'>{wide_table}</div></section>"
+                    f"<details><summary>folded</summary><div style='overflow-x:auto'>{wide_table}</div></details>"
+                    "<div style='overflow-x:auto'><table><tr><td>fits</td></tr></table></div>"
                     "<script>console.error('broken on purpose')</script></body></html>")
     check = check_page(page, width=1280, height=800)
     assert any("broken on purpose" in message for message in check.console_errors)
     assert check.network_requests == ["http://127.0.0.1:9/remote.png"]
     assert check.horizontal_overflow >= 2000 - 1280
-    assert len(check.problems()) >= 3
+    # both wide tables need sideways scrolling inside their box (the folded one too), the small one does not
+    assert [(t["table"], t["section"]) for t in check.layout["scrollingTables"]] == [(0, "a"), (1, "")]
+    assert check.layout["tables"] == 3
+    assert sum("needs sideways scrolling" in problem for problem in check.problems()) == 2
+    assert len(check.problems()) >= 5
 
 
 def test_study_table_has_a_row_per_model_and_a_column_per_cell(three_models):
@@ -269,6 +325,8 @@ def test_three_model_page_in_chromium_section_by_section(three_models, tmp_path)
         pytest.skip("needs Chromium (Debian package chromium; .ci/run installs it)")
     check = check_page(three_models / "index.html", width=1280, height=800, sections=True)
     assert check.problems() == []
+    assert check.layout["tables"] >= 8 and check.layout["scrollingTables"] == []
+    assert 0 < check.layout["answerBottom"] <= 800  # three models' answers on the first screen
     assert {"study", "recommendation", "speed", "delta", "tables"} <= set(check.sections)
     for anchor, png in check.sections.items():
         with Image.open(__import__("io").BytesIO(png)) as shot:

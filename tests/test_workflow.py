@@ -82,6 +82,11 @@ def test_report_matches_metrics(slice_run):
     assert set(recommendation.test_set) == set(test_sets) and set(recommendation.model) == set(models)
     assert set(recommendation.scope) == {"calibration", "method"}
     assert (recommendation.reference_calibration.dropna() == "cifar10").all()
+    # issue 33: the study has a real-data set, so every row with a cell without real images has the best real-data
+    # cell beside it (paired differences, verdict), and the page's first screen states the answer per model
+    found = recommendation[recommendation.calibration.notna()]
+    assert len(found) and found.real_best_calibration.eq("cifar10").all() and found.verdict.notna().all()
+    assert found.delta_top1_ci_low_vs_real_best.le(found.delta_top1_vs_real_best).all()
     html = (results / "report" / "index.html").read_text()
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", html), "index.html must load nothing remote"
     assert "<script" not in html and "<link" not in html
@@ -145,6 +150,8 @@ def test_report_in_a_real_browser(slice_run):
     assert check["console_errors"] == [] and check["network_requests"] == []
     assert check["layout"]["scrollWidth"] <= check["layout"]["clientWidth"] == 1280
     assert check["layout"]["images"] >= 6 and check["layout"]["brokenImages"] == 0
+    assert check["layout"]["tables"] >= 6 and check["layout"]["scrollingTables"] == []  # no table scrolls sideways
+    assert 0 < check["layout"]["answerBottom"] <= 800
     with Image.open(report / "screenshot.png") as screenshot:
         assert screenshot.size == (1280, 800)
         assert len(screenshot.convert("L").getcolors(256)) > 16  # text and figures, not a blank page

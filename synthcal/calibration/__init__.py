@@ -20,6 +20,7 @@ KIND_MODULES = {kind: f"synthcal.calibration.{kind}" for kind in
                 ("cifar10", "folder", "fractal", "gan", "datafree", "noise")}
 KINDS = tuple(KIND_MODULES)
 MODEL_SPECIFIC_KINDS = ("datafree",)
+REAL_DATA_KINDS = ("cifar10", "folder")  # kinds made of real images; every other kind needs none
 
 
 class CalibrationError(ValueError):

@@ -9,6 +9,11 @@ candidate's IR is kept under ``candidates/<id>/`` so that a later job (rule ``ev
 measure them on the real test sets (the oracle the user does not have). The choice is written to
 ``quantize.json`` before any test image is read.
 
+A cell calibrated on real images (kinds ``REAL_DATA_KINDS``) may score its candidates on held-out *real* images
+instead (the method's ``real_holdout`` key): what a user who has real data would do, so that the study can set
+``auto`` on real images beside ``auto`` without them. Holdout images identical to a calibration image are left out
+of the proxy (counted in ``quantize.json``): two seeded subsets of one training pool share images.
+
 Proxy: mean KL divergence of the INT8 softmax from the FP32 softmax over the held-out images (lower is better;
 top-1 agreement on them is recorded too, and breaks nothing: on 1,000 images it moves in steps of 0.1 pp and ties
 between good recipes, while the divergence keeps ranking them).
@@ -23,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from synthcal.calibration import REAL_DATA_KINDS
 from synthcal.io import ImageSet, write_json
 from synthcal.quantization.weight_rounding import GPTQ_DAMP
 
@@ -69,7 +75,6 @@ DEFAULT_CANDIDATES = [
 ]
 
 PROXIES = ("kl", "agreement")
-REAL_DATA_KINDS = ("cifar10", "folder")  # a holdout of these would read real images
 STATISTICS_BATCH = 100  # images per NNCF item; statistics per image (batchwise_statistics)
 
 
@@ -131,6 +136,38 @@ def check_auto_method(method_name: str, method: dict, calibration_entries: dict,
     if holdout in calibrations:
         raise AutoMethodError(f"methods.{method_name}.holdout {holdout!r} is also a calibration set of the study: "
                                 "the proxy needs images no candidate was calibrated on")
+    real_holdout = method.get("real_holdout")
+    if real_holdout is None:
+        return
+    real_sets = sorted(name for name, entry in calibration_entries.items()
+                       if (entry or {}).get("kind") in REAL_DATA_KINDS and name not in calibrations)
+    if real_holdout not in calibration_entries:
+        raise AutoMethodError(f"methods.{method_name}.real_holdout names {real_holdout!r}, which is not defined under "
+                              f"`calibration:` (real-data entries outside the study: {real_sets})")
+    kind = calibration_entries[real_holdout].get("kind")
+    if kind not in REAL_DATA_KINDS:
+        raise AutoMethodError(f"methods.{method_name}.real_holdout {real_holdout!r} is kind {kind}, not real images "
+                              f"(kinds {', '.join(REAL_DATA_KINDS)}); real-data entries outside the study: {real_sets}")
+    if real_holdout in calibrations:
+        raise AutoMethodError(f"methods.{method_name}.real_holdout {real_holdout!r} is also a calibration set of the "
+                              "study: the proxy needs images no candidate was calibrated on")
+
+
+def holdout_of(method: dict, calibration_kind: str | None) -> str:
+    """The calibration entry whose images score a cell's candidates: ``real_holdout`` where the cell is calibrated
+    on real images and the method names one, else ``holdout``."""
+    if calibration_kind in REAL_DATA_KINDS and method.get("real_holdout"):
+        return method["real_holdout"]
+    return method["holdout"]
+
+
+def without_calibration_images(holdout: ImageSet, calibration: ImageSet) -> tuple[ImageSet, int]:
+    """The holdout less every image identical (pixel for pixel) to a calibration image, and how many went."""
+    seen = {image.tobytes() for image in calibration.images}
+    keep = np.array([image.tobytes() not in seen for image in holdout.images], dtype=bool)
+    if keep.all():
+        return holdout, 0
+    return ImageSet(holdout.images[keep], holdout.labels[keep], holdout.provenance), int((~keep).sum())
 
 
 def _candidate_parameters(candidate: dict, num_images: int) -> tuple[dict, dict]:
@@ -238,6 +275,7 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
 
     candidates = candidates_of(method_name, method)
     proxy = method.get("proxy", "kl")
+    holdout, shared_images = without_calibration_images(holdout, calibration)
     if len(calibration) == 0 or len(holdout) == 0:
         raise AutoMethodError(f"methods.{method_name}: the calibration set and the holdout set need images "
                                 f"(got {len(calibration)} and {len(holdout)})")
@@ -273,6 +311,7 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
         "calibration_set": calibration.provenance, "calibration_images_available": len(calibration),
         "calibration_samples_used": len(calibration),
         "holdout_set": holdout.provenance, "holdout_images": len(holdout),
+        "holdout_images_left_out": shared_images,  # identical to a calibration image
         "proxy": proxy, "chosen": records[chosen]["id"], "candidates": records,
         "reference_seconds": reference_seconds,
         "quantization_seconds": sum(r["quantization_seconds"] + r["proxy_seconds"] for r in records)

@@ -108,32 +108,36 @@ def auto_oracle_section(csv_path) -> tuple[str, str, str] | None:
 
 
 def auto_oracle_html(table: pd.DataFrame) -> str:
-    """The section's text and table: one line per auto cell and test set."""
+    """The section's text and table: one row per auto cell and test set, several figures per cell so that the table
+    fits the page (every column in auto_vs_oracle.csv)."""
     if table is None or table.empty:
         return ""
     lines = []
     for row in table.itertuples():
-        baseline = ""
+        baseline = "–"
         if isinstance(getattr(row, "baseline", None), str):
-            baseline = (f"{_pp(row.pick_minus_baseline)} pp [{_pp(row.pick_minus_baseline_ci_low)}, "
-                        f"{_pp(row.pick_minus_baseline_ci_high)}], p = {row.pick_vs_baseline_mcnemar_p:.2g}")
-        lines.append(
-            "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in (
-                f"{row.model} / {row.calibration} / {row.method}", row.test_set, row.pick,
-                f"{row.pick_agreement * 100:.2f} % [{row.pick_agreement_ci_low * 100:.2f}, "
-                f"{row.pick_agreement_ci_high * 100:.2f}]",
-                f"{_pp(row.pick_delta_top1)} pp", row.oracle, f"{row.oracle_agreement * 100:.2f} %",
-                f"{_pp(row.pick_minus_oracle)} pp [{_pp(row.pick_minus_oracle_ci_low)}, "
-                f"{_pp(row.pick_minus_oracle_ci_high)}], p = {row.pick_vs_oracle_mcnemar_p:.2g}",
-                baseline, f"{row.kendall_tau:+.2f}", f"{row.auto_seconds:.0f} s")) + "</tr>")
+            baseline = (f"{_pp(row.pick_minus_baseline)} pp <small>[{_pp(row.pick_minus_baseline_ci_low)}, "
+                        f"{_pp(row.pick_minus_baseline_ci_high)}]</small><br><small>p = "
+                        f"{row.pick_vs_baseline_mcnemar_p:.2g}</small>")
+        lines.append("<tr>" + "".join(f"<td>{value}</td>" for value in (
+            f"<b>{html.escape(f'{row.model} / {row.calibration} / {row.method}')}</b><br>{html.escape(row.test_set)}",
+            f"<b>{html.escape(row.pick)}</b><br>{row.pick_agreement * 100:.2f} % <small>["
+            f"{row.pick_agreement_ci_low * 100:.2f}, {row.pick_agreement_ci_high * 100:.2f}]</small><br>Δ top-1 "
+            f"{_pp(row.pick_delta_top1)} pp",
+            f"<b>{html.escape(row.oracle)}</b><br>{row.oracle_agreement * 100:.2f} %",
+            f"{_pp(row.pick_minus_oracle)} pp <small>[{_pp(row.pick_minus_oracle_ci_low)}, "
+            f"{_pp(row.pick_minus_oracle_ci_high)}]</small><br><small>p = {row.pick_vs_oracle_mcnemar_p:.2g}</small>",
+            baseline, f"{row.kendall_tau:+.2f}", f"{row.auto_seconds:.0f} s")) + "</tr>")
     header = "".join(f"<th>{name}</th>" for name in (
-        "cell", "test set", "pick (proxy)", "agreement", "Δ top-1", "oracle (best on real images)", "its agreement",
-        "pick − oracle (agreement)", "pick − default_full_bc", "Kendall τ proxy/real", "auto time"))
+        "cell · test set", "pick (proxy): agreement, Δ top-1", "oracle (best on real test images)",
+        "pick − oracle (agreement)", "pick − default_full_bc (agreement)", "Kendall τ proxy/real", "auto time"))
     return ("<p><code>auto</code> quantizes a few candidate NNCF recipes (GPTQ weight rounding ahead of NNCF in the "
-            "default one) and keeps the one whose INT8 model follows "
-            "FP32 most closely (softmax KL) on held-out synthetic images; no test image is read for the choice. "
+            "default one) and keeps the one whose INT8 model follows FP32 most closely (softmax KL) on held-out "
+            "images: synthetic ones, or held-out real training images in a cell calibrated on real images where the "
+            "method names a <code>real_holdout</code>; no test image is read for the choice. "
             "Here every candidate is evaluated on the real test sets: the oracle is the candidate a user with test "
             "images would have picked. Differences are paired (bootstrap interval, exact McNemar p); τ is the "
             "rank correlation between proxy and real agreement over the candidates "
             "(<code>auto_vs_oracle.csv</code>).</p>"
-            f"<div class='wide'><table><thead><tr>{header}</tr></thead><tbody>{''.join(lines)}</tbody></table></div>")
+            f"<div class='wide'><table class='fit'><thead><tr>{header}</tr></thead><tbody>{''.join(lines)}</tbody>"
+            "</table></div>")

@@ -3,8 +3,8 @@
 Chromium is driven over the DevTools protocol on a pipe (``--remote-debugging-pipe``: JSON messages ending in
 NUL on file descriptors 3 and 4), so no port is opened and nothing beyond the standard library is needed.
 ``check_page`` loads the page at a given viewport and returns console errors, every network request the page
-made (anything that is not the page itself or a ``data:`` URL), the horizontal overflow, broken images, and a
-PNG of the first screen.
+made (anything that is not the page itself or a ``data:`` URL), the horizontal overflow, the tables whose
+container needs sideways scrolling (folded ``<details>`` opened), broken images, and a PNG of the first screen.
 """
 
 from __future__ import annotations
@@ -27,10 +27,20 @@ CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic
                   "--disable-background-networking", "--disable-component-update", "--disable-sync",
                   "--disable-extensions", "--hide-scrollbars", "--mute-audio", "--remote-debugging-pipe")
 
-# Runs in the page: layout facts, and the elements that stick out past the viewport's right edge (ignoring
-# those inside a container that scrolls or clips horizontally, which is where wide tables belong).
+# Runs in the page: layout facts, the elements that stick out past the viewport's right edge (ignoring those
+# inside a container that scrolls or clips horizontally), and every table whose container (its parent element)
+# needs sideways scrolling: a reader would have to scroll it. Folded <details> are opened first, so that the
+# tables in them are laid out and measured too.
 _MEASURE = """(() => {
+  document.querySelectorAll('details').forEach((d) => { d.open = true; });
   const root = document.documentElement;
+  const name = (e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : '');
+  const scrolling = [...document.querySelectorAll('table')].map((table, index) => {
+    const box = table.parentElement;
+    const section = table.closest('section[id]');
+    return {table: index, container: name(box), section: section ? section.id : '',
+            scrollWidth: box.scrollWidth, clientWidth: box.clientWidth};
+  }).filter((t) => t.scrollWidth > t.clientWidth + 1);
   const clipped = (element) => {
     for (let parent = element.parentElement; parent && parent !== document.body; parent = parent.parentElement) {
       if (getComputedStyle(parent).overflowX !== 'visible') return true;
@@ -39,9 +49,11 @@ _MEASURE = """(() => {
   };
   const wide = [...document.body.querySelectorAll('*')]
     .filter((e) => e.getBoundingClientRect().right > root.clientWidth + 0.5 && !clipped(e))
-    .map((e) => e.tagName.toLowerCase() + (e.id ? '#' + e.id : '') + (e.className ? '.' + e.className : ''));
+    .map(name);
   return {scrollWidth: root.scrollWidth, clientWidth: root.clientWidth, scrollHeight: root.scrollHeight,
           title: document.title, images: document.images.length,
+          tables: document.querySelectorAll('table').length, scrollingTables: scrolling,
+          answerBottom: document.getElementById('answer')?.getBoundingClientRect().bottom ?? null,
           brokenImages: [...document.images].filter((i) => !i.complete || i.naturalWidth === 0).length,
           wide: wide.slice(0, 20)};
 })()"""
@@ -81,6 +93,10 @@ class PageCheck:
         if self.horizontal_overflow:
             found.append(f"horizontal overflow of {self.horizontal_overflow} px at {self.width} px "
                          f"(sticking out: {', '.join(self.layout.get('wide', [])) or '?'})")
+        for table in self.layout.get("scrollingTables", []):
+            found.append(f"table {table['table']} (section {table['section'] or '?'}) needs sideways scrolling at "
+                         f"{self.width} px: its container {table['container']} is {table['scrollWidth']} px wide "
+                         f"inside {table['clientWidth']} px")
         if self.layout.get("brokenImages"):
             found.append(f"{self.layout['brokenImages']} image(s) failed to load")
         return found

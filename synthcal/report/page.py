@@ -32,6 +32,7 @@ from synthcal.quantization.compare import engine_section  # noqa: E402
 from synthcal.report.auto_oracle import auto_oracle_section  # noqa: E402
 from synthcal.report.recommendation import (  # noqa: E402
     REAL_DATA_KINDS,
+    answer,
     compare_calibrations,
     recommend,
     reference_calibration,
@@ -474,8 +475,8 @@ def _method_tables(table: pd.DataFrame, methods: list[str], test_sets: list[str]
         for method in methods:
             rows = int8[int8.method == method]
             cell = rows.assign(text=[
-                f"{r.top1 * 100:.2f} ({r.delta_top1 * 100:+.2f} {_pp_interval(r)})"
-                + ("" if r.distinguishable_from_fp32 else " ≈ FP32") + (" ⚠" if r.flagged else "")
+                f"{r.top1 * 100:.2f}<br><small>{r.delta_top1 * 100:+.2f} {_pp_interval(r)}"
+                + ("" if r.distinguishable_from_fp32 else " ≈ FP32") + (" ⚠" if r.flagged else "") + "</small>"
                 for r in rows.itertuples()
             ]).pivot(index="model", columns="calibration", values="text")
             cell = cell[list(dict.fromkeys(rows.calibration))]
@@ -484,13 +485,43 @@ def _method_tables(table: pd.DataFrame, methods: list[str], test_sets: list[str]
             cell.index = [f"{m} (untrained)" if bool(fp32.get("untrained", {}).get(m, False)) else m
                           for m in cell.index]
             parts.append(f"<h3>{html.escape(method)} · {html.escape(_test_set_title(table, test_set))}</h3>"
-                         + _table_html(cell, escape=True))
+                         + _table_html(cell, escape=False))  # names follow NAME_PATTERN; the cells are ours
     return "\n".join(parts)
 
 
+def _comparisons_html(comparisons: pd.DataFrame) -> str:
+    """calibration_comparison.csv in a table that fits the page: one row per cell, the differences with their
+    intervals and p-values in one column each."""
+    if comparisons.empty:
+        return "<p>No cell has a real-data counterpart (same model, method and test set).</p>"
+
+    def pp(row, name: str) -> str:
+        return (f"{row[name] * 100:+.2f} [{row[f'{name}_ci_low'] * 100:+.2f}, {row[f'{name}_ci_high'] * 100:+.2f}], "
+                f"p = {row[f'{name}_mcnemar_p']:.2g}")
+
+    shown = pd.DataFrame([{
+        "test set": row["test_set"], "model": row["model"], "method": row["method"],
+        "calibration": row["calibration"], "reference": row["reference"],
+        "Δ agreement pp [CI], McNemar p": pp(row, "delta_agreement"), "Δ top-1 pp [CI], McNemar p": pp(
+            row, "delta_top1"),
+        "distinguishable (agreement / top-1)": f"{'yes' if row['agreement_distinguishable'] else 'no'} / "
+                                               f"{'yes' if row['top1_distinguishable'] else 'no'}",
+        "images": f"{int(row['num_images']):,}"} for row in comparisons.to_dict("records")])
+    return _table_html(shown, index=False)
+
+
+def _quality_html(int8: pd.DataFrame, quality_columns: list[str]) -> str:
+    """Δ top-1 beside the calibration sets' statistics, headers without the ``quality_`` prefix and underscores
+    (so that they wrap) and figures to 4 significant digits."""
+    shown = int8[["model", "calibration", "method", "delta_top1", *quality_columns]].copy()
+    shown.columns = [name.removeprefix("quality_").replace("_", " ") for name in shown.columns]
+    return _table_html(shown, index=False, float_format=lambda v: f"{v:.4g}")
+
+
 def _recommendation_html(recommendation: pd.DataFrame) -> str:
-    """One row per model and test set (the best source without real images over all methods) as a table; the
-    per-method rows and the full sentences below it, folded."""
+    """One row per model and test set (the best cell without real images over all methods, the best with real
+    images, the same method on real images, the paired differences and the verdict) as a table; the per-method
+    rows and the full sentences below it, folded. Every figure is in ``recommendation.csv``."""
     if recommendation.empty:
         return "<p>No INT8 cells.</p>"
 
@@ -498,36 +529,79 @@ def _recommendation_html(recommendation: pd.DataFrame) -> str:
         if pd.isna(row.get(value)):
             return "–"
         form = (lambda v: f"{v * 100:+.1f}") if signed else (lambda v: f"{v * 100:.1f}")
-        return f"{form(row[value])} [{form(row[low])}, {form(row[high])}]"
+        return f"{form(row[value])} <small>[{form(row[low])}, {form(row[high])}]</small>"
 
-    def rows_of(frame: pd.DataFrame, scope: str) -> pd.DataFrame:
-        shown = []
+    def named(row, calibration, method) -> bool:
+        return isinstance(row.get(calibration), str) and row[calibration] != "" and isinstance(row.get(method), str)
+
+    def cell(row, calibration, method, agreement, delta) -> str:
+        if not named(row, calibration, method):
+            return "–"
+        return (f"<b>{html.escape(row[calibration])}/{html.escape(row[method])}</b><br>agr. "
+                + interval(row, agreement, f"{agreement}_ci_low", f"{agreement}_ci_high") + "<br>Δ top-1 "
+                + interval(row, delta, f"{delta}_ci_low", f"{delta}_ci_high", True))
+
+    def difference(row, suffix) -> str:
+        if pd.isna(row.get(f"delta_agreement_{suffix}")):
+            return "–"
+        return ("agr. " + interval(row, f"delta_agreement_{suffix}", f"delta_agreement_ci_low_{suffix}",
+                                   f"delta_agreement_ci_high_{suffix}", True)
+                + f" <small>p = {row[f'delta_agreement_mcnemar_p_{suffix}']:.2g}</small><br>top-1 "
+                + interval(row, f"delta_top1_{suffix}", f"delta_top1_ci_low_{suffix}", f"delta_top1_ci_high_{suffix}",
+                           True) + f" <small>p = {row[f'delta_top1_mcnemar_p_{suffix}']:.2g}</small>")
+
+    def rows_of(frame: pd.DataFrame, scope: str) -> str:
+        header = "".join(f"<th>{name}</th>" for name in (
+            "model · test set", "best without real images", "best with real images (any method)",
+            "without − with", "verdict", "same method on real images", "without − same method"))
+        body = []
         for row in frame[frame.scope == scope].to_dict("records"):
-            found = isinstance(row.get("calibration"), str) and row["calibration"] != ""
-            reference = row.get("reference_calibration")
-            has_reference = isinstance(reference, str) and reference != ""
-            shown.append({
-                "model": row["model"], "test set": row["test_set"],
-                "best without real images": f"{row['calibration']}/{row['method']}" if found else "none keeps speed",
-                "agreement % [CI]": interval(row, "agreement", "agreement_ci_low", "agreement_ci_high"),
-                "Δ top-1 pp [CI]": interval(row, "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high", True),
-                "speed-up": f"{row['speedup']:.2f}×" if found else "–",
-                "real-data reference": f"{reference}/{row['method']}" if has_reference else "–",
-                "its agreement %": interval(row, "reference_agreement", "reference_agreement_ci_low",
-                                            "reference_agreement_ci_high"),
-                "Δ agreement vs reference pp": interval(row, "delta_agreement_vs_reference",
-                                                        "delta_agreement_ci_low_vs_reference",
-                                                        "delta_agreement_ci_high_vs_reference", True),
-                "distinguishable": ("yes" if row["distinguishable_from_reference"] else "no") if has_reference
-                else "–"})
-        return pd.DataFrame(shown)
+            found = named(row, "calibration", "method")
+            without = (cell(row, "calibration", "method", "agreement", "delta_top1")
+                       + f"<br><small>{row['speedup']:.2f}×</small>" if found else "none keeps the INT8 speed")
+            real = cell(row, "real_best_calibration", "real_best_method", "real_best_agreement",
+                        "real_best_delta_top1")
+            if real == "–" and found:
+                real = ("the study ran none of this model" if row.get("study_has_real_data")
+                        else "the study has no real-data set")
+            same = "–"
+            if named(row, "reference_calibration", "method"):
+                same = (f"<b>{html.escape(row['reference_calibration'])}/{html.escape(row['method'])}</b><br>agr. "
+                        + interval(row, "reference_agreement", "reference_agreement_ci_low",
+                                   "reference_agreement_ci_high"))
+            verdict = row.get("verdict") if isinstance(row.get("verdict"), str) else "–"
+            test_set = html.escape(str(row["test_set"]))
+            body.append("<tr>" + "".join(f"<td>{value}</td>" for value in (
+                f"<b>{html.escape(row['model'])}</b><br>{test_set}"
+                + (f"<br><small>method {html.escape(row['method'])}</small>" if scope == "calibration" else ""),
+                without, real, difference(row, "vs_real_best"), html.escape(verdict), same,
+                difference(row, "vs_reference"))) + "</tr>")
+        return (f"<div class='wide'><table class='fit'><thead><tr>{header}</tr></thead>"
+                f"<tbody>{''.join(body)}</tbody></table></div>")
 
     items = "".join(f"<li><b>{html.escape(head)}</b>:{html.escape(rest)}</li>"
                     for head, _, rest in (text.partition(":") for text in recommendation.statement))
-    return (_table_html(rows_of(recommendation, "method"), index=False)
+    return (rows_of(recommendation, "method")
             + "<details><summary>Per method, and every row as a sentence</summary>"
-            + _table_html(rows_of(recommendation, "calibration"), index=False)
+            + rows_of(recommendation, "calibration")
             + f"<ul class='statements'>{items}</ul></details>")
+
+
+def _answer_html(recommendation: pd.DataFrame, table: pd.DataFrame, level: str) -> str:
+    """The page's first screen: per model and test set, what calibrating without real images costs against
+    calibrating with them (``recommendation.answer``)."""
+    rows = recommendation[recommendation.scope == "method"] if len(recommendation) else recommendation
+    if rows.empty:
+        return ""
+    order = {model: index for index, model in enumerate(dict.fromkeys(rows.model))}
+    rows = rows.sort_values("model", key=lambda models: models.map(order), kind="stable")  # per model, its sets
+    items = "".join(f"<li><b>{html.escape(row['model'])}</b> · {html.escape(_test_set_title(table, row['test_set']))}"
+                    f": {html.escape(answer(row))}</li>" for row in rows.to_dict("records"))
+    return ("<div id='answer'><p><b>How much is lost without real data?</b> Per model: INT8 − FP32 top-1 (Δ, "
+            f"{level} interval) of the best cell calibrated without one real image and of the best cell calibrated on "
+            "real images (by agreement with FP32, among cells that keep the INT8 speed), and their paired "
+            "difference (without − with; bootstrap interval, exact McNemar p). Details: "
+            f"<a href='#recommendation'>Recommendation</a>.</p><ul class='answer'>{items}</ul></div>")
 
 
 def _speed_method_html(timings: dict[str, dict]) -> str:
@@ -570,8 +644,7 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     comparisons = (compare_calibrations(table, evaluations.predictions, reference, **options) if reference
                    else compare_calibrations(table.iloc[:0], evaluations.predictions, "", **options))
     recommendation = recommend(table, comparisons, evaluations.predictions, kinds, methods, reference,
-                               min_speedup_share=float(report_config.get("min_speedup_share", 0.8)),
-                               confidence=options["confidence"])
+                               min_speedup_share=float(report_config.get("min_speedup_share", 0.8)), **options)
     main_set = test_sets[0]
     table_2022 = study_table(table, main_set)
     for frame, path in ((table, outputs.summary), (comparisons, outputs.comparison),
@@ -597,16 +670,19 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
                  + across_models_sentences(comparisons, kinds, main_set))
     sections = [
         ("study", "The study: INT8 top-1 and agreement per model, calibration set and method",
-         "<p>The 2022 study's table, one row per model: every calibration set × method on the "
-         f"{html.escape(_test_set_title(table, main_set))}; also in <code>study_table.csv</code>.</p>"
+         "<p>The 2022 study's table: every calibration set × method (rows) for every model (columns) on the "
+         f"{html.escape(_test_set_title(table, main_set))}; also in <code>study_table.csv</code>, one row per "
+         "model.</p>"
          + study_table_html(table_2022, table, main_set, _test_set_title(table, main_set))
          + "<ul class='statements'>" + "".join(f"<li>{html.escape(text)}</li>" for text in sentences) + "</ul>"),
         ("recommendation", "Recommendation: calibrating without real images",
          "<p>Per model and test set: the best calibration source without real images by agreement with FP32, "
          "among cells that keep the INT8 speed (every layer in INT8, or layers left in float but at least "
          f"{float(report_config.get('min_speedup_share', 0.8)) * 100:.0f} % of the fully quantized cells' median "
-         "speed-up), compared image by image with the same method calibrated on real images "
-         f"({html.escape(str(reference))}). Also in <code>recommendation.csv</code>.</p>"
+         "speed-up), compared image by image with the best cell calibrated on real images by any method (the same "
+         "speed rule) and with the same method calibrated on real images (" + html.escape(str(reference)) + ", "
+         "else the best real-data set that method ran on). agr.: agreement with FP32 %; differences in pp "
+         "[interval], exact McNemar p. Also in <code>recommendation.csv</code>.</p>"
          + _recommendation_html(recommendation)),
         ("speed", "Speed vs agreement",
          "<p>Every cell: agreement with FP32 (share of test images with the same top-1 class, Wilson interval) "
@@ -627,9 +703,9 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
          f"{flag_drop * 100:.1f} pp. FP32 column: top-1 [Wilson CI].</p>"
          + _method_tables(table, methods, test_sets)),
         ("versus-real", f"Calibration sets vs {html.escape(str(reference))} (same model, method, test set)",
-         "<p>Δ agreement and Δ top-1 (this set − reference) with bootstrap CIs and McNemar p-values; "
-         "also in <code>calibration_comparison.csv</code>.</p>"
-         + _table_html(comparisons, index=False, float_format=lambda v: f"{v:.4g}")),
+         "<p>Δ agreement and Δ top-1 (this set − reference) in pp with bootstrap CIs and McNemar p-values; "
+         "every column in <code>calibration_comparison.csv</code>.</p>"
+         + _comparisons_html(comparisons)),
         ("throughput", "Throughput",
          "<p>Images/s from the timing step (how: <a href='#speed'>Speed vs agreement</a>), the same on every test "
          "set.</p>" + _inline_png(outputs.throughput, "throughput")),
@@ -639,9 +715,10 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
                    for p in inputs.previews)),
         ("quality", "Calibration-set quality vs Δ",
          _inline_png(outputs.quality, "quality vs delta")
-         + _table_html(int8[int8.test_set == main_set][["model", "calibration", "method", "delta_top1",
-                                                          *quality_columns]], index=False)),
-        ("rows", "All rows", _table_html(table, index=False, float_format=lambda v: f"{v:.4g}")),
+         + _quality_html(int8[int8.test_set == main_set], quality_columns)),
+        ("rows", "All rows", "<p>Every figure of every row (FP32 and each cell on each test set, "
+         f"{len(table.columns)} columns) is in <code>summary.csv</code> beside this page (columns: README, "
+         "<i>summary.csv columns</i>); the sections above show them in tables that fit the page.</p>"),
         ("config", "Config", f"<pre>{html.escape(yaml.safe_dump(config, sort_keys=False))}</pre>"),
         ("versions", "Versions", f"<pre>{html.escape(yaml.safe_dump(_versions()))}</pre>"),
     ]
@@ -655,6 +732,7 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
         "<h1>synthcal report</h1>",
         f"<p>INT8 (NNCF) vs FP32 (OpenVINO) top-1 in %, Δ in percentage points, on {sets_text}. Intervals are "
         f"{level}; every INT8 figure is paired with FP32 on the same images.</p>",
+        _answer_html(recommendation, table, level),
         "<nav>" + " · ".join(f"<a href='#{anchor}'>{html.escape(title)}</a>" for anchor, title, _ in sections)
         + "</nav>",
     ]
@@ -670,7 +748,10 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
             "*{box-sizing:border-box} body{font-family:sans-serif;margin:1.5em auto;padding:0 1.5em;max-width:1400px}"
             " .wide{overflow-x:auto;max-width:100%;margin:0.5em 0}"
             " table{border-collapse:collapse;font-size:12px} td,th{border:1px solid #ccc;padding:3px 6px;"
-            "text-align:right;white-space:nowrap} img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
+            "text-align:right} table.fit td,table.fit th{text-align:left;vertical-align:top}"
+            " tr.group th{text-align:left;background:#f2f2f2}"
+            " .answer li{margin:0.3em 0;line-height:1.35;font-size:14px}"
+            " img{max-width:100%;height:auto;display:block;margin:0.5em 0}"
             " pre{white-space:pre-wrap;overflow-wrap:anywhere;font-size:12px} .warn{color:#b00}"
             " nav{font-size:13px;line-height:1.8} .statements li{margin:0.4em 0;line-height:1.4}"
             " table.study td{font-size:12px;line-height:1.25} table.study small{color:#555}"

@@ -10,11 +10,14 @@ per-image predictions. For every test set and model:
   (accuracy-aware cells that revert many layers to float trade that speed away and drop out);
 - the *best* candidate has the highest agreement with FP32 (ties: the faster); candidates whose agreement does
   not differ from the best one's (exact McNemar, paired) are listed beside it;
-- it is compared, image by image, with the same method calibrated on the reference real-data set:
-  Δ agreement and Δ top-1 with bootstrap intervals and McNemar p-values.
+- it is compared, image by image, with the same method calibrated on real images (the reference real-data set, else
+  the best real-data cell of that method): Δ agreement and Δ top-1 with bootstrap intervals and McNemar p-values;
+- and with the best cell calibrated on real images by any method (``real_best_*``, the same speed rule): the
+  answer to "how much do I lose without real data?", with a ``verdict``.
 
 One row per method (scope ``calibration``: the best source for that method) and one over all methods
-(scope ``method``: the best method without real images).
+(scope ``method``: the best method without real images). A model without a real-data cell that keeps the INT8
+speed has no real-data columns, and its sentence says why (the study has no real-data set, or ran none for it).
 """
 
 from __future__ import annotations
@@ -24,10 +27,11 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
+from synthcal.calibration import REAL_DATA_KINDS
 from synthcal.evaluation.evaluation_sets import DEFAULT_TEST_SET
 from synthcal.evaluation.stats import CONFIDENCE, RESAMPLES, mcnemar_exact, paired_difference
 
-REAL_DATA_KINDS = ("cifar10", "folder")
+__all__ = ["REAL_DATA_KINDS", "compare_calibrations", "recommend", "reference_calibration"]
 
 # (test_set, model, calibration, method) -> (int8 predictions, fp32 predictions, labels) on that test set
 PredictionLookup = Callable[[str, str, str, str], tuple[np.ndarray, np.ndarray, np.ndarray]]
@@ -37,9 +41,13 @@ def reference_calibration(calibrations: list[str], kinds: dict[str, str], prefer
     """The real-data calibration set others are compared with: ``preferred``, else the first ``cifar10`` set,
     else the first real-data set of the study (None when it has none)."""
     if preferred:
+        real = [name for name in calibrations if kinds.get(name) in REAL_DATA_KINDS]
         if preferred not in calibrations:
             raise ValueError(f"report.reference_calibration {preferred!r} is not in the study's calibration sets "
-                             f"{calibrations}")
+                             f"{calibrations} (its real-data sets: {real})")
+        if kinds.get(preferred) not in REAL_DATA_KINDS:
+            raise ValueError(f"report.reference_calibration {preferred!r} is kind {kinds.get(preferred)}, not real "
+                             f"images (the study's real-data sets: {real})")
         return preferred
     for wanted in REAL_DATA_KINDS:
         for name in calibrations:
@@ -84,9 +92,10 @@ COMPARISON_COLUMNS = [
 
 def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: PredictionLookup,
               kinds: dict[str, str], methods: list[str], reference: str | None, *, min_speedup_share: float = 0.8,
-              confidence: float = CONFIDENCE) -> pd.DataFrame:
+              confidence: float = CONFIDENCE, seed: int = 0, resamples: int = RESAMPLES) -> pd.DataFrame:
     """The recommendation rows (see the module's docstring), each with a sentence that states it."""
     alpha = 1 - confidence
+    options = {"seed": seed, "resamples": resamples, "confidence": confidence}
     rows = []
     int8 = summary[summary.precision == "int8"]
     for (test_set, model), cells in int8.groupby(["test_set", "model"], sort=False):
@@ -94,6 +103,8 @@ def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: Pre
         typical = cells.speedup[all_int8].median() if all_int8.any() else cells.speedup.max()
         real = cells.calibration.map(lambda name: kinds.get(name) in REAL_DATA_KINDS)
         keeps_speed = all_int8 | (cells.speedup >= min_speedup_share * typical)
+        real_pool = cells[real & keeps_speed] if (real & keeps_speed).any() else cells[real]
+        real_best = _best(real_pool)
         # only the methods this model has cells of (a study of several grids need not run every method on it)
         for scope, method in [("method", None), *(("calibration", m) for m in methods if (cells.method == m).any())]:
             pool = cells[~real] if method is None else cells[~real & (cells.method == method)]
@@ -101,12 +112,13 @@ def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: Pre
             row = {"test_set": test_set, "model": model, "scope": scope, "method": method or "",
                    "num_images": int(cells.num_images.iloc[0]), "min_speedup": min_speedup_share * typical,
                    "test_set_lossy": bool(cells.get("test_set_lossy", pd.Series([False])).iloc[0]),
-                   "excluded_for_speed": _names(pool[~keeps_speed.loc[pool.index]])}
+                   "excluded_for_speed": _names(pool[~keeps_speed.loc[pool.index]]),
+                   "study_has_real_data": reference is not None}
             if candidates.empty:
                 row["statement"] = _statement(row, None, None)
                 rows.append(row)
                 continue
-            best = candidates.sort_values(["agreement_with_fp32", "speedup"], ascending=False).iloc[0]
+            best = _best(candidates)
             best_agrees = _agrees(predictions, test_set, model, best.calibration, best.method)
             ties = [other for other in candidates.itertuples() if other.Index != best.name and mcnemar_exact(
                 *_discordant(best_agrees, _agrees(predictions, test_set, model, other.calibration, other.method))
@@ -117,24 +129,78 @@ def recommend(summary: pd.DataFrame, comparisons: pd.DataFrame, predictions: Pre
                        delta_top1_ci_low=best.delta_top1_ci_low, delta_top1_ci_high=best.delta_top1_ci_high,
                        speedup=best.speedup, float_layers=int(best.float_layers),
                        indistinguishable_from_best=", ".join(f"{t.calibration}/{t.method}" for t in ties))
-            versus = comparisons[(comparisons.test_set == test_set) & (comparisons.model == model)
-                                 & (comparisons.method == best.method) & (comparisons.calibration == best.calibration)]
-            reference_cell = cells[(cells.calibration == reference) & (cells.method == best.method)]
-            if len(versus) and len(reference_cell):
-                compared, ref = versus.iloc[0], reference_cell.iloc[0]
-                row.update(reference_calibration=reference, reference_agreement=ref.agreement_with_fp32,
+            same_method = cells[real & (cells.method == best.method)]
+            reference_cell = same_method[same_method.calibration == reference]
+            if reference_cell.empty:
+                reference_cell = same_method
+            if len(reference_cell):
+                ref = _best(reference_cell)
+                versus = comparisons[(comparisons.test_set == test_set) & (comparisons.model == model)
+                                     & (comparisons.method == best.method)
+                                     & (comparisons.calibration == best.calibration)
+                                     & (comparisons.reference == ref.calibration)]
+                compared = (versus.iloc[0] if len(versus) else
+                            _compare(predictions, test_set, model, best, ref, options))
+                row.update(reference_calibration=ref.calibration, reference_agreement=ref.agreement_with_fp32,
                            reference_agreement_ci_low=ref.agreement_ci_low,
                            reference_agreement_ci_high=ref.agreement_ci_high, reference_speedup=ref.speedup,
+                           reference_delta_top1=ref.delta_top1,
                            **{f"{key}_vs_reference": compared[key] for key in (
                                "delta_agreement", "delta_agreement_ci_low", "delta_agreement_ci_high",
                                "delta_agreement_mcnemar_p", "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high",
                                "delta_top1_mcnemar_p")},
-                           distinguishable_from_reference=bool(compared.agreement_distinguishable),
-                           top1_distinguishable_from_reference=bool(compared.top1_distinguishable))
+                           distinguishable_from_reference=bool(compared["agreement_distinguishable"]),
+                           top1_distinguishable_from_reference=bool(compared["top1_distinguishable"]))
+            if real_best is not None:
+                compared = _compare(predictions, test_set, model, best, real_best, options)
+                row.update(real_best_calibration=real_best.calibration, real_best_method=real_best.method,
+                           real_best_agreement=real_best.agreement_with_fp32,
+                           real_best_agreement_ci_low=real_best.agreement_ci_low,
+                           real_best_agreement_ci_high=real_best.agreement_ci_high,
+                           real_best_delta_top1=real_best.delta_top1,
+                           real_best_delta_top1_ci_low=real_best.delta_top1_ci_low,
+                           real_best_delta_top1_ci_high=real_best.delta_top1_ci_high,
+                           real_best_speedup=real_best.speedup, real_best_float_layers=int(real_best.float_layers),
+                           **{f"{key}_vs_real_best": compared[key] for key in (
+                               "delta_agreement", "delta_agreement_ci_low", "delta_agreement_ci_high",
+                               "delta_agreement_mcnemar_p", "delta_top1", "delta_top1_ci_low", "delta_top1_ci_high",
+                               "delta_top1_mcnemar_p")},
+                           distinguishable_from_real_best=bool(compared["agreement_distinguishable"]),
+                           top1_distinguishable_from_real_best=bool(compared["top1_distinguishable"]),
+                           verdict=verdict(compared))
             row["statement"] = _statement(row, best, confidence)
             rows.append(row)
     return pd.DataFrame(rows, columns=[*RECOMMENDATION_COLUMNS, *sorted(
         {key for row in rows for key in row} - set(RECOMMENDATION_COLUMNS))])
+
+
+def verdict(compared: dict) -> str:
+    """Without real images against with them, in words: agreement decides where it is distinguishable, else top-1."""
+    for measure, name in (("agreement", "agreement"), ("top1", "top-1")):
+        if compared[f"{measure}_distinguishable"]:
+            worse = compared[f"delta_{measure}"] < 0
+            return f"{'worse' if worse else 'better'} than real data ({name})"
+    return "as good as real data"
+
+
+def _best(cells: pd.DataFrame):
+    """The cell with the highest agreement with FP32 (ties: the faster; then study order), or None."""
+    if cells.empty:
+        return None
+    return cells.sort_values(["agreement_with_fp32", "speedup"], ascending=False, kind="stable").iloc[0]
+
+
+def _compare(predictions: PredictionLookup, test_set: str, model: str, ours, theirs, options: dict) -> dict:
+    """Cell ``ours`` − cell ``theirs`` on the same images: agreement and top-1, paired."""
+    mine, fp32, labels = predictions(test_set, model, ours.calibration, ours.method)
+    other, _, _ = predictions(test_set, model, theirs.calibration, theirs.method)
+    agreement = paired_difference(mine == fp32, other == fp32, **options)
+    top1 = paired_difference(mine == labels, other == labels, **options)
+    return {"delta_agreement": agreement.estimate, "delta_agreement_ci_low": agreement.ci_low,
+            "delta_agreement_ci_high": agreement.ci_high, "delta_agreement_mcnemar_p": agreement.mcnemar_p,
+            "delta_top1": top1.estimate, "delta_top1_ci_low": top1.ci_low, "delta_top1_ci_high": top1.ci_high,
+            "delta_top1_mcnemar_p": top1.mcnemar_p, "agreement_distinguishable": agreement.distinguishable,
+            "top1_distinguishable": top1.distinguishable}
 
 
 RECOMMENDATION_COLUMNS = [
@@ -144,7 +210,13 @@ RECOMMENDATION_COLUMNS = [
     "delta_agreement_ci_low_vs_reference", "delta_agreement_ci_high_vs_reference",
     "delta_agreement_mcnemar_p_vs_reference", "delta_top1_vs_reference", "delta_top1_ci_low_vs_reference",
     "delta_top1_ci_high_vs_reference", "delta_top1_mcnemar_p_vs_reference", "distinguishable_from_reference",
-    "top1_distinguishable_from_reference", "statement",
+    "top1_distinguishable_from_reference", "real_best_calibration", "real_best_method", "real_best_agreement",
+    "real_best_agreement_ci_low", "real_best_agreement_ci_high", "real_best_delta_top1", "real_best_delta_top1_ci_low",
+    "real_best_delta_top1_ci_high", "real_best_speedup", "delta_agreement_vs_real_best",
+    "delta_agreement_ci_low_vs_real_best", "delta_agreement_ci_high_vs_real_best",
+    "delta_agreement_mcnemar_p_vs_real_best", "delta_top1_vs_real_best", "delta_top1_ci_low_vs_real_best",
+    "delta_top1_ci_high_vs_real_best", "delta_top1_mcnemar_p_vs_real_best", "distinguishable_from_real_best",
+    "top1_distinguishable_from_real_best", "verdict", "statement",
 ]
 
 
@@ -201,6 +273,21 @@ def _statement(row: dict, best, confidence: float | None) -> str:
                  f"{_interval(row['delta_top1_ci_low_vs_reference'], row['delta_top1_ci_high_vs_reference'], True)}"
                  f" (p = {row['delta_top1_mcnemar_p_vs_reference']:.3g}). In agreement it {verdict} real-data "
                  f"calibration; in top-1 it {top1_verdict} ({level} intervals).")
+    elif row.get("real_best_calibration"):
+        text += f" The study did not run method {row['method']} on real images."
+    if row.get("real_best_calibration"):
+        text += (f" The best cell calibrated on real images by any method, {row['real_best_calibration']}/"
+                 f"{row['real_best_method']}, agrees {_pct(row['real_best_agreement'])} "
+                 f"{_interval(row['real_best_agreement_ci_low'], row['real_best_agreement_ci_high'])}, Δ top-1 "
+                 f"{row['real_best_delta_top1'] * 100:+.1f} pp; without real images − with them: "
+                 f"{row['delta_agreement_vs_real_best'] * 100:+.1f} pp agreement "
+                 f"{_interval(row['delta_agreement_ci_low_vs_real_best'], row['delta_agreement_ci_high_vs_real_best'], True)}"  # noqa: E501
+                 f" (McNemar p = {row['delta_agreement_mcnemar_p_vs_real_best']:.3g}), "
+                 f"{row['delta_top1_vs_real_best'] * 100:+.1f} pp top-1 "
+                 f"{_interval(row['delta_top1_ci_low_vs_real_best'], row['delta_top1_ci_high_vs_real_best'], True)}"
+                 f" (p = {row['delta_top1_mcnemar_p_vs_real_best']:.3g}): {row['verdict']}.")
+    elif row.get("study_has_real_data"):
+        text += f" The study ran no cell of {row['model']} calibrated on real images to compare with."
     else:
         text += " The study has no real-data calibration set to compare with."
     if row.get("indistinguishable_from_best"):
@@ -208,3 +295,34 @@ def _statement(row: dict, best, confidence: float | None) -> str:
     if row.get("excluded_for_speed"):
         text += f" Left out for losing the INT8 speed: {row['excluded_for_speed']}."
     return text
+
+
+def _pp(value: float) -> str:
+    return f"{value * 100:+.1f}".replace("-", "−")
+
+
+def _pp_interval(low: float, high: float) -> str:
+    return f"[{_pp(low)}, {_pp(high)}]"
+
+
+def answer(row: dict) -> str:
+    """The study's question for one model and test set, from its scope ``method`` row: "without data: Δ … pp;
+    with data: Δ … pp; difference … [interval]" (Δ: INT8 − FP32 top-1; difference: without − with, paired)."""
+    if not isinstance(row.get("calibration"), str) or not row["calibration"]:
+        return "no cell without real images keeps the INT8 speed."
+    text = (f"without data: Δ {_pp(row['delta_top1'])} pp "
+            f"{_pp_interval(row['delta_top1_ci_low'], row['delta_top1_ci_high'])} "
+            f"({row['calibration']}/{row['method']}, agreement {_pct(row['agreement'])})")
+    if not isinstance(row.get("real_best_calibration"), str):
+        reason = ("the study ran none of this model" if row.get("study_has_real_data")
+                  else "the study has no real-data calibration set")
+        return text + f"; with data: no cell to compare with ({reason})."
+    return (text + f"; with data: Δ {_pp(row['real_best_delta_top1'])} pp "
+            f"{_pp_interval(row['real_best_delta_top1_ci_low'], row['real_best_delta_top1_ci_high'])} "
+            f"({row['real_best_calibration']}/{row['real_best_method']}, agreement "
+            f"{_pct(row['real_best_agreement'])}); difference {_pp(row['delta_top1_vs_real_best'])} pp "
+            f"{_pp_interval(row['delta_top1_ci_low_vs_real_best'], row['delta_top1_ci_high_vs_real_best'])} top-1 "
+            f"(McNemar p = {row['delta_top1_mcnemar_p_vs_real_best']:.2g}), "
+            f"{_pp(row['delta_agreement_vs_real_best'])} pp "
+            f"{_pp_interval(row['delta_agreement_ci_low_vs_real_best'], row['delta_agreement_ci_high_vs_real_best'])}"
+            f" agreement (p = {row['delta_agreement_mcnemar_p_vs_real_best']:.2g}): {row['verdict']}.")

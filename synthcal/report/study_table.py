@@ -1,4 +1,5 @@
-"""The 2022 study's table: one row per model (with its FP32 top-1), a column per calibration set × method.
+"""The 2022 study's table: one row per model (with its FP32 top-1), a column per calibration set × method
+(``study_table.csv``; on the page transposed, a row per calibration set × method, so that it fits the page).
 
 Each cell holds INT8 top-1 and Δ top-1 vs FP32 with its bootstrap interval, and agreement with FP32 with its Wilson
 interval, on one test set (the study's own split). Under the table: one sentence per model (its best cell without
@@ -55,43 +56,47 @@ def _pct(value: float) -> str:
     return f"{value * 100:.1f}"
 
 
-def study_table_html(study: pd.DataFrame, table: pd.DataFrame, test_set: str, title: str) -> str:
-    """Two tables (INT8 top-1 with Δ vs FP32; agreement with FP32), methods as column groups."""
-    columns = columns_of(table, test_set)
-    methods = list(dict.fromkeys(method for method, _ in columns))
-    groups = "".join(f"<th colspan='{sum(m == method for m, _ in columns)}'>{html.escape(method)}</th>"
-                     for method in methods)
-    sets = "".join(f"<th>{html.escape(calib)}</th>" for _, calib in columns)
+MODELS_PER_TABLE = 3  # the page's table is transposed (models as columns): this many fit 1280 px side by side
 
-    def render(measure: str) -> str:
-        body = []
-        for record in study.to_dict("records"):
-            fp32 = (f"{_pct(record['fp32_top1'])} <small>[{_pct(record['fp32_top1_ci_low'])}, "
-                    f"{_pct(record['fp32_top1_ci_high'])}]</small>")
+
+def study_table_html(study: pd.DataFrame, table: pd.DataFrame, test_set: str, title: str) -> str:
+    """The study table for the page, transposed so that it fits the page's width: a row per method × calibration
+    set, per model a column of INT8 top-1 with Δ vs FP32 [interval] and one of agreement with FP32 [interval];
+    ``MODELS_PER_TABLE`` models per table (more models: more tables). ``study_table.csv`` keeps one row per model."""
+    columns = columns_of(table, test_set)
+    records = study.to_dict("records")
+    parts = []
+    for start in range(0, len(records), MODELS_PER_TABLE):
+        chunk = records[start:start + MODELS_PER_TABLE]
+        heads = "".join(f"<th colspan='2'>{html.escape(record['model'])}<br><small>FP32 top-1 "
+                        f"{_pct(record['fp32_top1'])} [{_pct(record['fp32_top1_ci_low'])}, "
+                        f"{_pct(record['fp32_top1_ci_high'])}]</small></th>" for record in chunk)
+        measures = "<th>top-1 % <small>Δ pp [CI]</small></th><th>agreement %</th>" * len(chunk)
+        body, previous = [], None
+        for method, calib in columns:
+            if method != previous:
+                body.append(f"<tr class='group'><th colspan='{1 + 2 * len(chunk)}'>{html.escape(method)}</th></tr>")
+                previous = method
             cells = []
-            for method, calib in columns:
+            for record in chunk:
                 key = f"{calib}/{method}"
                 if pd.isna(record[f"{key}.top1"]):
-                    cells.append("<td class='none'>–</td>")
-                elif measure == "top1":
-                    differs = " class='differs'" if bool(record[f"{key}.distinguishable_from_fp32"]) else ""
-                    cells.append(f"<td{differs}>{_pct(record[f'{key}.top1'])}<br><small>"
-                                 f"{_pp(record[f'{key}.delta_top1'])} [{_pp(record[f'{key}.delta_top1_ci_low'])}, "
-                                 f"{_pp(record[f'{key}.delta_top1_ci_high'])}]</small></td>")
-                else:
-                    cells.append(f"<td>{_pct(record[f'{key}.agreement_with_fp32'])}<br><small>"
-                                 f"[{_pct(record[f'{key}.agreement_ci_low'])}, "
-                                 f"{_pct(record[f'{key}.agreement_ci_high'])}]</small></td>")
-            body.append(f"<tr><th>{html.escape(record['model'])}</th><td>{fp32}</td>{''.join(cells)}</tr>")
-        caption = ("INT8 top-1 % and, below, Δ vs FP32 in pp [interval]; red: differs from FP32 (interval "
-                   "excludes 0 and McNemar rejects)"
-                   if measure == "top1" else "agreement with FP32 top-1 % [Wilson interval]")
-        return (f"<div class='wide'><table class='study'><caption>{html.escape(caption)} · "
-                f"{html.escape(title)}</caption><thead><tr><th rowspan='2'>model</th>"
-                f"<th rowspan='2'>FP32 top-1 %</th>{groups}</tr><tr>{sets}</tr></thead>"
-                f"<tbody>{''.join(body)}</tbody></table></div>")
-
-    return render("top1") + render("agreement")
+                    cells.append("<td class='none'>–</td><td class='none'>–</td>")
+                    continue
+                differs = " class='differs'" if bool(record[f"{key}.distinguishable_from_fp32"]) else ""
+                cells.append(f"<td{differs}>{_pct(record[f'{key}.top1'])} <small>"
+                             f"{_pp(record[f'{key}.delta_top1'])} [{_pp(record[f'{key}.delta_top1_ci_low'])}, "
+                             f"{_pp(record[f'{key}.delta_top1_ci_high'])}]</small></td>"
+                             f"<td>{_pct(record[f'{key}.agreement_with_fp32'])} <small>"
+                             f"[{_pct(record[f'{key}.agreement_ci_low'])}, "
+                             f"{_pct(record[f'{key}.agreement_ci_high'])}]</small></td>")
+            body.append(f"<tr><th>{html.escape(calib)}</th>{''.join(cells)}</tr>")
+        caption = ("INT8 top-1 % with Δ vs FP32 in pp [interval] (red: differs from FP32: the interval excludes 0 "
+                   "and McNemar rejects) and agreement with FP32 top-1 % [Wilson interval] · " + title)
+        parts.append(f"<div class='wide'><table class='study'><caption>{html.escape(caption)}</caption><thead>"
+                     f"<tr><th rowspan='2'>method / calibration</th>{heads}</tr><tr>{measures}</tr></thead>"
+                     f"<tbody>{''.join(body)}</tbody></table></div>")
+    return "".join(parts)
 
 
 def model_sentences(recommendation: pd.DataFrame, study: pd.DataFrame, test_set: str) -> list[str]:
