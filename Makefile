@@ -6,7 +6,7 @@ CORES ?= 8
 CONFIG ?=
 SNAKEMAKE_ARGS ?=
 
-.PHONY: env study study-offline test lint report clean pot-env pot-lock
+.PHONY: env study study-offline study-imagenet test lint report clean pot-env pot-lock
 
 env: $(VENV)/.installed
 
@@ -41,6 +41,11 @@ study: env
 
 study-offline: env
 	$(BIN)/snakemake --cores 2 --configfile config/offline.yaml $(SNAKEMAKE_ARGS)
+
+# EfficientNet-Lite0 at 224 px on the ImageNet sample, in its own folder (studies/imagenet/results/)
+study-imagenet: env
+	mkdir -p studies/imagenet
+	$(BIN)/snakemake --cores 2 -d studies/imagenet --configfile config/imagenet.yaml $(SNAKEMAKE_ARGS)
 
 lint: env
 	$(BIN)/ruff check .

@@ -51,7 +51,7 @@ rule reference_features:
     input:
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
-        train="results/data/train.npz",
+        train=study.reference_split(),
     output:
         "results/quality/{model}/reference_features.npz",
     conda:

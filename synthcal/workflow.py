@@ -156,12 +156,24 @@ class Study:
             for field in ("path", "checkpoint", "repo_path", "model_dir"):
                 if spec.get(field):
                     _must_exist(spec[field], f"calibration.{name}.{field}", archive_ok=True)
+            if spec["kind"] == "gan" and len(self.classes) != 10:
+                raise ConfigError(f"calibration.{name}: its {spec.get('generator', 'distylegan')} generator is "
+                                  f"class-conditional on CIFAR-10's 10 classes, but the dataset has "
+                                  f"{len(self.classes)} classes; leave {name} out of study.calibration for this "
+                                  "dataset")
             if spec["kind"] in MODEL_SPECIFIC_KINDS:
                 for model in dict.fromkeys(m for m, c, _ in self._cells if c == name):
                     if not self.model_spec(model).has_torch:
                         raise ConfigError(
                             f"calibration.{name} (kind {spec['kind']}) inverts a PyTorch network, but models.{model} "
                             f"{self.model_spec(model).torch_problem}, or leave {name} out of study.calibration")
+        for model, calib, method in self._cells:  # crossfold: k INT8 models per cell, made by NNCF's plain methods
+            entry = self.config["methods"][method] or {}
+            if self.config["calibration"][calib]["kind"] == "crossfold" and (
+                    entry.get("engine", "nncf") != "nncf" or entry.get("algorithm") == "auto"):
+                raise ConfigError(f"calibration.{calib} (kind crossfold) with methods.{method}: crossfold cells run "
+                                  "NNCF's default or accuracy_aware (one INT8 model per fold); leave this method out "
+                                  f"of the grid that has {calib}")
         gan_training = self.config.get("gan_training") or {}
         if gan_training:
             from synthcal.gan.gan_train import check_train_settings  # imports torch: only when needed
@@ -300,8 +312,17 @@ class Study:
         return [_ancient(path) if path in pinned else path for path in spec.module.local_files(spec)]
 
     def training_split_for(self, calib: str) -> str | list:
-        """The training split (one path, so the rule sees a single file) for cifar10 sets; else no input."""
-        return f"{RESULTS}/data/train.npz" if self.config["calibration"][calib]["kind"] == "cifar10" else []
+        """The split a set is drawn from (one path, so the rule sees a single file): the training split for cifar10
+        sets, the test split for crossfold sets (each image scored only by a model not calibrated on it); else none."""
+        kind = self.config["calibration"][calib]["kind"]
+        return {"cifar10": f"{RESULTS}/data/train.npz", "crossfold": f"{RESULTS}/data/test.npz"}.get(kind, [])
+
+    def reference_split(self) -> str:
+        """The images the quality step's reference features come from: the training split, else the test split
+        (a study of a test folder alone; the features only describe what natural images look like to the model)."""
+        data = self.config["data"]
+        has_train = data.get("source", "download") != "folder" or (data.get("folders") or {}).get("train")
+        return f"{RESULTS}/data/{'train' if has_train else 'test'}.npz"
 
     def generator_files(self, calib: str) -> list[str]:
         """A gan set's local checkpoint file(s), so that replacing the generator rebuilds the set."""

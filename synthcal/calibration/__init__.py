@@ -1,6 +1,6 @@
 """Calibration sets: every kind ends as the same canonical image-set file plus a preview grid.
 
-One module per kind (``cifar10``, ``folder``, ``fractal``, ``gan``, ``datafree``, ``noise``), each with
+One module per kind (``cifar10``, ``folder``, ``crossfold``, ``fractal``, ``gan``, ``datafree``, ``noise``), each with
 ``KEYS`` (the config keys it takes besides ``kind``), ``MODEL_SPECIFIC`` (built from one classifier) and
 ``build(name, spec, context) -> ImageSet``. Sets are made at the model's input size (``context.size``);
 adding a kind = adding one module and listing it in ``KIND_MODULES``.
@@ -17,10 +17,10 @@ from synthcal.calibration.preview import save_preview
 from synthcal.io import ImageSet, paths_of, save_image_set
 
 KIND_MODULES = {kind: f"synthcal.calibration.{kind}" for kind in
-                ("cifar10", "folder", "fractal", "gan", "datafree", "noise")}
+                ("cifar10", "folder", "crossfold", "fractal", "gan", "datafree", "noise")}
 KINDS = tuple(KIND_MODULES)
 MODEL_SPECIFIC_KINDS = ("datafree",)
-REAL_DATA_KINDS = ("cifar10", "folder")  # kinds made of real images; every other kind needs none
+REAL_DATA_KINDS = ("cifar10", "folder", "crossfold")  # kinds made of real images; every other kind needs none
 
 
 class CalibrationError(ValueError):

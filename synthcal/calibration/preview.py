@@ -22,14 +22,28 @@ def image_grid(images: np.ndarray, columns: int = 10, scale: int = 2, pad: int =
     return grid.repeat(scale, 0).repeat(scale, 1)
 
 
-def preview_indices(labels: np.ndarray, per_class: int = 10, total: int = 100) -> np.ndarray:
-    """Up to ``per_class`` images of each class (rows by class) or the first ``total`` when unlabelled."""
+THUMBNAIL = 64  # the longest side of a preview tile: a 224-px set's preview stays as light as a 32-px one's
+
+
+def preview_indices(labels: np.ndarray, per_class: int = 10, total: int = 100, max_classes: int = 10) -> np.ndarray:
+    """Up to ``per_class`` images of each of the first ``max_classes`` classes (rows by class) or the first
+    ``total`` when unlabelled."""
     if len(labels) and (labels >= 0).all():
-        return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)])
+        return np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)[:max_classes]])
     return np.arange(min(total, len(labels)))
 
 
+def thumbnails(images: np.ndarray, longest: int = THUMBNAIL) -> np.ndarray:
+    """Images shrunk (never enlarged) so their longest side is at most ``longest`` px."""
+    height, width = images.shape[1:3]
+    if max(height, width) <= longest:
+        return images
+    size = (max(1, round(width * longest / max(height, width))), max(1, round(height * longest / max(height, width))))
+    return np.stack([np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BOX)) for image in images])
+
+
 def save_preview(images: np.ndarray, labels: np.ndarray, path: str | os.PathLike, per_class: int = 10) -> None:
-    grid = image_grid(images[preview_indices(labels, per_class)], columns=per_class)
+    tiles = thumbnails(images[preview_indices(labels, per_class)])
+    grid = image_grid(tiles, columns=per_class, scale=2 if tiles.shape[1] <= 32 else 1)
     with atomic_path(path) as tmp:
         Image.fromarray(grid).save(tmp, format="PNG")

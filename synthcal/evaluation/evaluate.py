@@ -87,10 +87,39 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
     return metrics, logits
 
 
+def evaluate_crossfold(xml_path, test_set: ImageSet, folds: int, **options) -> tuple[dict, np.ndarray]:
+    """A crossfold cell: every image scored by the INT8 model of its own fold (calibrated on the other folds'
+    classes only); metrics over all images together, speed from fold 0's model."""
+    from synthcal.calibration.crossfold import fold_of
+    from synthcal.quantization.nncf_engine import fold_ir
+
+    image_folds = fold_of(test_set.labels, folds)
+    logits, metrics = None, {}
+    for fold in range(folds):
+        chosen = np.flatnonzero(image_folds == fold)
+        if not len(chosen):
+            continue
+        part = ImageSet(test_set.images[chosen], test_set.labels[chosen], test_set.provenance)
+        fold_metrics, fold_logits = evaluate_ir(fold_ir(xml_path, fold), part, **options)
+        if logits is None:
+            logits = np.zeros((len(test_set), fold_logits.shape[1]), dtype=fold_logits.dtype)
+        logits[chosen] = fold_logits
+        metrics = metrics or fold_metrics
+    metrics.update(classification_metrics(logits, test_set.labels))
+    metrics.update({"test_set": test_set.provenance, "ir": str(xml_path),
+                    "crossfold": {"folds": folds, "images_per_fold": np.bincount(image_folds, minlength=folds).tolist(),
+                                  "rule": "an image of fold k is scored by the model calibrated on the other folds"}})
+    return metrics, logits
+
+
 def write_evaluation(xml_path, test_set: ImageSet, metrics_path, predictions_path, *, reference_predictions=None,
-                     reference_metrics: dict | None = None, extra: dict | None = None, **options) -> dict:
+                     reference_metrics: dict | None = None, extra: dict | None = None, folds: int | None = None,
+                     **options) -> dict:
     """Evaluate and write the metrics JSON and ``predictions.npz`` (logits + argmax)."""
-    metrics, logits = evaluate_ir(xml_path, test_set, **options)
+    if folds:
+        metrics, logits = evaluate_crossfold(xml_path, test_set, folds, **options)
+    else:
+        metrics, logits = evaluate_ir(xml_path, test_set, **options)
     predictions = logits.argmax(1)
     if reference_predictions is not None:
         metrics.update(agreement_metrics(predictions, np.asarray(reference_predictions)))
@@ -111,7 +140,7 @@ def evaluate_from_files(inputs, outputs, options: dict) -> dict:
     from synthcal.io import load_image_set, read_json
 
     test = load_image_set(inputs.test)
-    reference_predictions = reference_metrics = None
+    reference_predictions = reference_metrics = folds = None
     extra: dict = {}
     if "fp32_metrics" in inputs.keys():
         reference_metrics = read_json(inputs.fp32_metrics)
@@ -121,11 +150,12 @@ def evaluate_from_files(inputs, outputs, options: dict) -> dict:
         extra = {"precision": "int8", "untrained": reference_metrics.get("untrained", False),
                  "method": quantize_info["method"], "calibration": quantize_info["calibration_set"].get("name"),
                  "quantization_seconds": quantize_info["quantization_seconds"]}
+        folds = quantize_info.get("folds")
     else:
         export_info = read_json(inputs.export_info)
         extra = {"precision": "fp32", "untrained": export_info.get("untrained", False), "model": export_info["model"]}
     return write_evaluation(
         inputs.xml, test, outputs.metrics, outputs.predictions, reference_predictions=reference_predictions,
-        reference_metrics=reference_metrics, extra=extra,
+        reference_metrics=reference_metrics, extra=extra, folds=folds,
         precision_hint=options.get("precision_hint", "f32"), batch_size=int(options.get("batch_size", 100)),
     )

@@ -7,7 +7,9 @@ import contextlib
 import logging
 import os
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import openvino as ov
@@ -241,9 +243,42 @@ class _CapturedLog(logging.Handler):
         self.lines.append(record.getMessage())
 
 
+def fold_ir(int8_xml, fold: int) -> Path:
+    """Where a crossfold cell's INT8 model of fold ``fold`` lies (fold 0: the cell's own int8.xml)."""
+    int8_xml = Path(int8_xml)
+    return int8_xml if fold == 0 else int8_xml.parent / "folds" / str(fold) / int8_xml.name
+
+
+def quantize_crossfold(fp32_xml, calibration: ImageSet, method_name: str, method: dict, int8_xml, info_path,
+                       **options) -> dict:
+    """A crossfold cell (``synthcal.calibration.crossfold``): one INT8 model per fold, each calibrated on the images
+    outside its fold; fold 0's is the cell's int8.xml (timed, reported), the others under ``folds/``, written first."""
+    from synthcal.calibration.crossfold import calibration_images
+
+    folds = int(calibration.provenance["folds"])
+    infos = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for fold in range(folds - 1, -1, -1):  # fold 0 (int8.xml, quantize.json) last: complete means complete
+            fold_info = Path(scratch) / f"fold{fold}.json"
+            infos.append(quantize_model(fp32_xml, calibration_images(calibration, fold), method_name, method,
+                                        fold_ir(int8_xml, fold), fold_info if fold else info_path, **options,
+                                        extra_info={"folds": folds} if fold == 0 else None))
+            if fold == 0:
+                infos[-1]["fold_models"] = [
+                    {"fold": index, "ir": str(fold_ir(int8_xml, index)), "calibration_images": len(
+                        calibration_images(calibration, index)),
+                     "quantization_seconds": info["quantization_seconds"]}
+                    for index, info in zip(range(folds - 1, -1, -1), infos, strict=True)][::-1]
+                infos[-1]["quantization_seconds"] = sum(info["quantization_seconds"] for info in infos)
+                write_json(info_path, infos[-1])
+    return infos[-1]
+
+
 def quantize_from_files(method_name: str, method: dict, inputs, outputs, precision_hint: str = "f32") -> dict:
     """Workflow entry: FP32 IR + calibration set in, INT8 IR + quantize.json out."""
     from synthcal.io import load_image_set
 
-    return quantize_model(inputs.xml, load_image_set(inputs.calibration), method_name, method, outputs.xml,
-                          outputs.info, precision_hint=precision_hint)
+    calibration = load_image_set(inputs.calibration)
+    quantize = quantize_crossfold if calibration.provenance.get("folds") else quantize_model
+    return quantize(inputs.xml, calibration, method_name, method, outputs.xml, outputs.info,
+                    precision_hint=precision_hint)
