@@ -62,6 +62,12 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
     return core.compile_model(source, device, config)
 
 
+def fixed_batch(model: ov.CompiledModel | ov.Model) -> int | None:
+    """The batch an IR's input is fixed at (an ONNX graph whose batch could not be freed, issue 35), else None."""
+    shape = model.input(0).get_partial_shape()
+    return shape[0].get_length() if shape.rank.is_static and shape[0].is_static else None
+
+
 def infer_outputs(compiled: ov.CompiledModel, images: np.ndarray, batch_size: int = 100,
                   show_progress: bool = False, desc: str = "infer", batch_seconds: list | None = None,
                   num_requests: int | None = None) -> list[np.ndarray]:
@@ -81,25 +87,30 @@ def infer_outputs(compiled: ov.CompiledModel, images: np.ndarray, batch_size: in
     ``batch_seconds``: a list to append each batch's inference latency to (OpenVINO's own timing of the
     request). With several requests running at once these overlap, so throughput is images / wall time,
     not batch size / latency.
+
+    A model whose batch is fixed takes that many images per request (the last batch padded with its last image):
+    batch-1 requests then run in parallel, one per stream of OpenVINO's THROUGHPUT mode.
     """
+    fixed = fixed_batch(compiled)
+    batch_size = fixed or batch_size
     starts = range(0, len(images), batch_size)
     if not len(starts):
         return []
     count = num_requests or int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     queue = ov.AsyncInferQueue(compiled, max(1, min(count, len(starts))))
-    running: dict[int, int] = {}  # request id → start of the batch it runs
+    running: dict[int, tuple[int, int]] = {}  # request id → start and size of the batch it runs
     outputs: list[np.ndarray] = []
 
     def collect(slot: int) -> int:
-        request, start = queue[slot], running.pop(slot)
+        request, (start, count) = queue[slot], running.pop(slot)
         if batch_seconds is not None:
             batch_seconds.append(request.latency / 1000)
         for index in range(len(compiled.outputs)):
             result = request.get_output_tensor(index).data
             if len(outputs) == index:
                 outputs.append(np.empty((len(images), *result.shape[1:]), np.float32))
-            outputs[index][start:start + len(result)] = result
-        return len(result)
+            outputs[index][start:start + count] = result[:count]
+        return count
 
     with tqdm(total=len(images), desc=desc, unit="img", disable=not show_progress) as bar:
         try:
@@ -107,11 +118,15 @@ def infer_outputs(compiled: ov.CompiledModel, images: np.ndarray, batch_size: in
                 slot = queue.get_idle_request_id()  # waits, GIL released, for the first request to finish
                 if slot in running:
                     bar.update(collect(slot))
-                write_model_input(queue[slot].get_input_tensor(0), images[start:start + batch_size])
+                batch = images[start:start + batch_size]
+                count = len(batch)
+                if count < batch_size and fixed:  # a fixed batch is filled up
+                    batch = np.concatenate([batch, np.repeat(batch[-1:], batch_size - count, axis=0)])
+                write_model_input(queue[slot].get_input_tensor(0), batch)
                 queue.start_async(userdata=start)
                 if queue.userdata[slot] != start:
                     raise RuntimeError(f"AsyncInferQueue started another request than {slot}, the idle one")
-                running[slot] = start
+                running[slot] = (start, count)
         finally:
             queue.wait_all()
         for slot in list(running):

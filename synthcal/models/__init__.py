@@ -8,7 +8,9 @@ One module per kind (``zoo``, ``pytorch``, ``onnx_model``, ``openvino_ir``), eac
 - ``local_files(spec)`` — local files a job depends on; ``fetch(spec, cache_dir, out_path, seed)``;
 - ``to_openvino(spec, network_files, workdir, options)`` — the bare network as an ``ov.Model``;
 - ``reference_logits(spec, network_files, images, options)`` — a second implementation for the parity gate
-  (``None`` where there is none); ``torch_network(spec, network_file)`` where ``HAS_TORCH``.
+  (``None`` where there is none); ``torch_network(spec, network_file)`` where ``HAS_TORCH``;
+- optionally ``openvino_candidates(spec, network_files, workdir, options)`` — several ways to the IR, tried in turn
+  until one passes the parity gate, and ``second_opinions(...)`` — more runtimes, asked when the gate fails.
 
 Adding a kind = adding one module and listing it in ``KINDS``.
 """
@@ -16,6 +18,7 @@ Adding a kind = adding one module and listing it in ``KINDS``.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from synthcal.models.preprocessing import InputSpec
@@ -40,6 +43,8 @@ class ModelSpec:
     num_outputs: int | None = None  # None: known only once a downloaded file is there
     details: dict = field(default_factory=dict)
     no_torch_reason: str | None = None  # set by a kind that has a PyTorch network for some files but not this one
+    # a costlier check of the same, run once and only where a data-free set asks (an ONNX file's fixed batch)
+    torch_check: Callable[[], str | None] | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> str:
@@ -54,6 +59,8 @@ class ModelSpec:
         """Why there is no PyTorch network with BatchNorm statistics to invert (data-free sets), or None."""
         if not self.module.HAS_TORCH:
             return f"is kind {self.kind}, which has no PyTorch network; give that model as kind torch or onnx"
+        if self.no_torch_reason is None and self.torch_check is not None:
+            self.no_torch_reason, self.torch_check = self.torch_check(), None
         return self.no_torch_reason
 
     @property

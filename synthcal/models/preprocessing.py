@@ -109,15 +109,16 @@ def resize_images(images: np.ndarray, size, policy: str = "bilinear") -> np.ndar
     return out
 
 
-def bake_into_ir(model: ov.Model, spec: InputSpec) -> ov.Model:
-    """Give the IR a raw-pixel input (f32 NCHW RGB 0-255 at ``spec.size``, dynamic batch) with PrePostProcessor."""
+def bake_into_ir(model: ov.Model, spec: InputSpec, batch: int = -1) -> ov.Model:
+    """Give the IR a raw-pixel input (f32 NCHW RGB 0-255 at ``spec.size``, dynamic batch unless ``batch`` fixes it)
+    with PrePostProcessor."""
     if len(model.inputs) != 1:
         raise ValueError(f"the network has {len(model.inputs)} inputs; synthcal needs one image input")
     shape = model.input(0).get_partial_shape()
     if shape.rank.is_static and shape.rank.get_length() != 4:
         raise ValueError(f"the network's input has rank {shape.rank.get_length()}; expected NCHW images")
     height, width = spec.size
-    model.reshape({model.input(0): ov.PartialShape([-1, 3, height, width])})
+    model.reshape({model.input(0): ov.PartialShape([batch, 3, height, width])})
     ppp = PrePostProcessor(model)
     ppp.input().tensor().set_element_type(ov.Type.f32).set_layout(ov.Layout("NCHW"))
     ppp.input().model().set_layout(ov.Layout("NCHW"))

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import compile_model, infer_logits, to_model_input
+from synthcal.inference import compile_model, fixed_batch, infer_logits, to_model_input
 from synthcal.io import ImageSet, write_json
 from synthcal.models.export import save_ir
 from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
@@ -134,6 +134,11 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
     if len(calibration) == 0:
         raise QuantizationError("the calibration set is empty")
     model = ov.Core().read_model(str(fp32_xml))
+    if fixed_batch(model):  # an IR that keeps an ONNX graph's fixed batch (issue 35): one image per item
+        if fixed_batch(model) != 1 or int(method.get("batch_size", 1)) != 1:
+            raise QuantizationError(f"methods.{method_name}: the FP32 IR {fp32_xml} has a fixed batch of "
+                                    f"{fixed_batch(model)}; NNCF can feed it only batch_size: 1")
+        statistics_batch = 1
     items, subset_items, batching = calibration_items(calibration.images, method, statistics_batch)
     arguments = nncf_arguments(method, len(items), subset_items)
     advanced = _advanced_parameters(method.get("advanced"),
@@ -194,7 +199,7 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
         raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement, "
                                 "auto")
     items = list(zip(_batches(images, 1), targets, strict=True))
-    eval_batch = 100
+    eval_batch = fixed_batch(model) or 100
 
     def validate(compiled_model: ov.CompiledModel, data) -> tuple[float, list[float]]:
         data = list(data)
