@@ -167,7 +167,7 @@ class Study:
                         raise ConfigError(
                             f"calibration.{name} (kind {spec['kind']}) inverts a PyTorch network, but models.{model} "
                             f"{self.model_spec(model).torch_problem}, or leave {name} out of study.calibration")
-        for model, calib, method in self._cells:  # crossfold: k INT8 models per cell, made by NNCF's plain methods
+        for _model, calib, method in self._cells:  # crossfold: k INT8 models per cell, made by NNCF's plain methods
             entry = self.config["methods"][method] or {}
             if self.config["calibration"][calib]["kind"] == "crossfold" and (
                     entry.get("engine", "nncf") != "nncf" or entry.get("algorithm") == "auto"):

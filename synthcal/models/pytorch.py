@@ -194,7 +194,8 @@ def fetch(spec: ModelSpec, cache_dir, out_path, seed: int = 0) -> dict:
     load_strict(build_network(spec), state_dict, key)
     with atomic_path(out_path) as tmp:
         torch.save(state_dict, tmp)
-    return {"model": spec.name, "kind": "torch", "source": next(f for f in ("url", "package_file", "path") if source.get(f)),
+    source_field = next(f for f in ("url", "package_file", "path") if source.get(f))
+    return {"model": spec.name, "kind": "torch", "source": source_field,
             "factory": spec.entry["factory"], "state_dict_key": source.get("state_dict_key"),
             "strip_prefix": source.get("strip_prefix"), "untrained": False, **provenance}
 
