@@ -62,6 +62,12 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
     return core.compile_model(source, device, config)
 
 
+def batch_within(batch_size: int, height: int, width: int, pixels: int) -> int:
+    """``batch_size`` capped so one batch holds at most ``pixels`` input pixels (at least one image): a batch size
+    set for 32-px inputs would need 49× the memory at 224 px."""
+    return max(1, min(int(batch_size), int(pixels) // (int(height) * int(width))))
+
+
 def fixed_batch(model: ov.CompiledModel | ov.Model) -> int | None:
     """The batch an IR's input is fixed at (an ONNX graph whose batch could not be freed, issue 35), else None."""
     shape = model.input(0).get_partial_shape()

@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import TinyClassifier
 
+from synthcal.inference import batch_within
 from synthcal.io import UNLABELLED, ImageSet, read_json
-from synthcal.quantization.nncf_engine import STATISTICS_BATCH, calibration_items, quantize_model
+from synthcal.quantization.nncf_engine import STATISTICS_BATCH, STATISTICS_PIXELS, calibration_items, quantize_model
 
 METHOD = {"algorithm": "default", "preset": "performance", "subset_size": "all", "fast_bias_correction": True,
           "target_device": "CPU", "batch_size": 1}  # the schema's default
@@ -55,6 +56,14 @@ def test_subset_counts_images_in_batches_of_per_image_statistics(calibration):
     # accuracy-aware search is path-dependent: it keeps one image per item, as before
     items, subset, info = calibration_items(calibration.images, METHOD | {"algorithm": "accuracy_aware"})
     assert len(items) == subset == len(calibration) and info["calibration_batch_size"] == 1
+
+
+def test_statistics_items_hold_at_most_a_fixed_number_of_pixels():
+    images = np.zeros((9, 224, 224, 3), np.uint8)  # 224 px: 2 images per item, not 100 (4.7 GB -> 0.6 GB)
+    items, subset, info = calibration_items(images, METHOD)
+    assert [item.shape[0] for item in items] == [2, 2, 2, 2, 1] and subset == 5
+    assert info["calibration_batch_size"] == 2 and info["calibration_samples_used"] == 9
+    assert batch_within(100, 32, 32, STATISTICS_PIXELS) == 100 and batch_within(100, 2000, 2000, 10) == 1
 
 
 def test_batched_default_gives_the_ranges_of_one_image_per_item(fp32_xml, calibration, tmp_path):

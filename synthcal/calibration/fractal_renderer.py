@@ -75,6 +75,7 @@ BOUND_QUANTILE = 0.001
 COORD_LIMIT = 1e6
 PALETTE_ANCHORS = 4
 CHUNK_IMAGES = 128
+CHUNK_CANVAS_PIXELS = 2 ** 21  # fewer images per chunk on large canvases (224 px: 10), same bytes
 
 # augmentation
 BLUR_PROBABILITY = 0.7
@@ -453,8 +454,9 @@ def generate_fractals(count: int, seed: int, size: int = 32, colorization: str =
     images = np.empty((count, size, size, 3), np.uint8)
     progress = tqdm(total=count, desc="fractals", unit="img", disable=not show_progress)
     with np.errstate(over="ignore", invalid="ignore"):
-        for start in range(0, count, CHUNK_IMAGES):
-            chunk = range(start, min(start + CHUNK_IMAGES, count))
+        chunk_images = max(1, min(CHUNK_IMAGES, CHUNK_CANVAS_PIXELS // canvas ** 2))
+        for start in range(0, count, chunk_images):
+            chunk = range(start, min(start + chunk_images, count))
             draws = [_image_randomness(_generator(seed, _IMAGE_STREAM, i),
                                        int(systems["num_maps"][system_index[i]]),
                                        lookups[system_index[i]]) for i in chunk]

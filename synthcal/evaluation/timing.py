@@ -23,6 +23,7 @@ import numpy as np
 
 DEFAULT_REPEATS = 7
 DEFAULT_IMAGES = 1000
+TIMING_PIXELS = 16 * 224 * 224  # images per request: 100 at 32 px, 16 at 224 px (4.7 GB at 100)
 FP32 = "fp32"
 DESIGN = ("each repeat passes the same images once through every IR, in a seeded shuffled order, the next repeat in "
           "its reverse; speed = median wall-clock images/s over repeats; speed-up = median over repeats of FP32 / "
@@ -114,7 +115,7 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
     import openvino as ov
     from tqdm import tqdm
 
-    from synthcal.inference import compile_model, infer_logits
+    from synthcal.inference import batch_within, compile_model, infer_logits
     from synthcal.models.preprocessing import ir_input_size, resize_images, resize_policy
 
     names = [ir["name"] for ir in irs]
@@ -124,14 +125,17 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
         raise ValueError(f"nothing to time: {repeats} repeats of {len(images)} images")
     started = time.perf_counter()
     compiled, inputs, resized = {}, {}, {}
-    for ir in tqdm(irs, desc="compile + warm up", unit="IR", disable=not show_progress):
+    for ir in tqdm(irs, desc="compile", unit="IR", disable=not show_progress):
         network = ov.Core().read_model(str(ir["xml"]))
         key = (ir_input_size(network), resize_policy(network))  # all IRs of a model share it; resize once
         if key not in resized:
             resized[key] = resize_images(images, *key)
         compiled[ir["name"]] = compile_model(network, precision_hint, uint8_images=True)
         inputs[ir["name"]] = resized[key]
-        infer_logits(compiled[ir["name"]], inputs[ir["name"]], batch_size)  # warm-up pass, not timed
+    height, width = next(iter(resized.values())).shape[1:3]
+    batch_size = batch_within(batch_size, height, width, TIMING_PIXELS)
+    for name in names:
+        infer_logits(compiled[name], inputs[name], batch_size)  # warm-up pass, not timed
     order = interleaved_order(names, repeats, seed)
     images_per_second: dict[str, list[float]] = {name: [] for name in names}
     cpu_seconds: dict[str, list[float]] = {name: [] for name in names}

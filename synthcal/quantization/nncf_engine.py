@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import compile_model, fixed_batch, infer_logits, to_model_input
+from synthcal.inference import batch_within, compile_model, fixed_batch, infer_logits, to_model_input
 from synthcal.io import ImageSet, write_json
 from synthcal.models.export import save_ir
 from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
@@ -41,7 +41,8 @@ with without_torch():
     import nncf
 
 ALGORITHMS = ("default", "accuracy_aware")
-STATISTICS_BATCH = 100  # images per NNCF calibration item when the method names no batch_size
+STATISTICS_BATCH = 100  # images per NNCF calibration item when the method names no batch_size (32-px inputs)
+STATISTICS_PIXELS = STATISTICS_BATCH * 32 * 32  # larger inputs: fewer images per item (224 px: 2), same memory
 
 
 class QuantizationError(RuntimeError):
@@ -105,7 +106,8 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
     (≤ 2e-6; agreement with FP32 unchanged). Accuracy-aware methods keep one image per item: their
     layer-by-layer search is path-dependent, and those bits changed which layers it reverted (noise set: 27
     instead of 16 of 32). ``batch_size`` > 1 keeps NNCF's own batch semantics: statistics of whole batches,
-    ``subset_size`` counting batches. ``statistics_batch=1``: one image per item, as before issue 21.
+    ``subset_size`` counting batches. ``statistics_batch=1``: one image per item, as before issue 21. Items hold
+    at most ``STATISTICS_PIXELS`` pixels (224 px: 2 images), else NNCF's activations at 224 px need gigabytes.
     """
     batch_size = int(method.get("batch_size", 1))
     if batch_size > 1 or statistics_batch <= 1 or method.get("algorithm", "default") != "default":
@@ -116,6 +118,7 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
                                "subset_semantics": "items of calibration_batch_size images; "
                                                    "'all' = whole set as POT did"}
     used = _subset_size(method.get("subset_size", "all"), len(images))
+    statistics_batch = batch_within(statistics_batch, images.shape[1], images.shape[2], STATISTICS_PIXELS)
     items = _batches(images[:used], statistics_batch)
     return items, len(items), {"calibration_batch_size": statistics_batch, "per_image_statistics": True,
                                "calibration_samples_used": used,
