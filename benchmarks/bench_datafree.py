@@ -88,7 +88,7 @@ def cached_set(path: Path, make) -> ImageSet:
         return load_image_set(path)
     image_set = make()
     save_image_set(path, image_set.images, image_set.labels, image_set.provenance)
-    return image_set
+    return load_image_set(path)
 
 
 def test_sets(shared: Path, workdir: Path) -> dict[str, ImageSet]:

@@ -13,7 +13,7 @@ import tarfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -237,13 +237,59 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
 
 
 def _decode_entries(entries: list, size, crop: dict | None, desc: str, show_progress: bool) -> list:
-    """Decode (label dir, name, bytes) entries on every core the job has (PIL releases the GIL while decoding)."""
+    """Decode (label dir, name, reader) entries on every core the job has (PIL releases the GIL while decoding)."""
     from concurrent.futures import ThreadPoolExecutor
 
     workers = max(1, min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
     with ThreadPoolExecutor(workers) as pool:
-        decoded = pool.map(lambda entry: decode_image(entry[2], entry[1], size, crop), entries)
+        decoded = pool.map(lambda entry: decode_image(entry[2](), entry[1], size, crop), entries)
         return list(tqdm(decoded, total=len(entries), desc=desc, unit="img", disable=not show_progress))
+
+
+class FolderImages:
+    """A folder's images, decoded a chunk at a time when written (``synthcal.io.save_image_set``): a dataset split
+    or evaluation set of any size is built in bounded memory. Slices give another ``FolderImages``; ``np.asarray``
+    decodes them all. Every image must come out at ``shape[1:]``; the first that does not is named."""
+
+    dtype = np.dtype(np.uint8)
+    ndim = 4
+
+    def __init__(self, root: Path, entries: list, size, plan: dict | None, image_shape: tuple, show_progress: bool):
+        self.root, self.entries, self.size, self.plan = root, entries, size, plan
+        self.views = len(plan["views"]) if plan else 1
+        self.shape = (len(entries) * self.views, *image_shape)
+        self.show_progress = show_progress
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, key):
+        start, stop, _ = key.indices(len(self)) if isinstance(key, slice) else (0, 0, 0)
+        if not isinstance(key, slice) or key.step not in (None, 1) or start % self.views or stop % self.views:
+            return np.asarray(self)[key]
+        return FolderImages(self.root, self.entries[start // self.views:-(-stop // self.views)], self.size,
+                            self.plan, self.shape[1:], False)
+
+    def chunks(self, chunk: int = 256):
+        per_step = max(1, chunk // self.views)
+        with tqdm(total=len(self.entries), desc=f"read {self.root.name}", unit="img",
+                  disable=not self.show_progress) as bar:
+            for start in range(0, len(self.entries), per_step):
+                part = self.entries[start:start + per_step]
+                decoded = _decode_entries(part, self.size, self.plan, "", False)
+                images = [view for views in decoded for view in views] if self.plan else decoded
+                names = [name for _, name, _ in part for _ in range(self.views)]
+                for name, image in zip(names, images, strict=True):
+                    if image.shape != self.shape[1:]:
+                        raise DataError(f"{self.root}: images have different sizes ({self.shape[1]}x{self.shape[2]}: "
+                                        f"{self.entries[0][1]}; {image.shape[0]}x{image.shape[1]}: {name}); set a "
+                                        "size to resize them to (data.size for the dataset)")
+                bar.update(len(part))
+                yield np.stack(images).astype(np.uint8, copy=False)
+
+    def __array__(self, dtype=None, copy=None):
+        images = np.concatenate(list(self.chunks())) if len(self) else np.zeros(self.shape, np.uint8)
+        return images if dtype is None else images.astype(dtype)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -256,13 +302,13 @@ def containing_archive(path: Path) -> Path | None:
     return next((candidate for candidate in (path, *path.parents) if candidate.is_file()), None)
 
 
-def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
-    """Yield (class folder or '', file name, bytes) from a directory or from ``archive.tar[.gz]/inner/dir``."""
+def _folder_entries(root: Path) -> Iterator[tuple[str, str, Callable[[], bytes]]]:
+    """Yield (class folder or '', file name, its bytes' reader) from a directory or ``archive.tar[.gz]/inner/dir``."""
     if root.is_dir():
         for file in image_files(root):
             relative = file.relative_to(root)
             label_dir = relative.parts[0] if len(relative.parts) > 1 else ""
-            yield label_dir, str(file), file.read_bytes()
+            yield label_dir, str(file), file.read_bytes  # read when decoded: a 50,000-image tree is never held
         return
     archive_path = containing_archive(root)
     inner = str(root.relative_to(archive_path)) if archive_path else ""
@@ -276,12 +322,13 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, bytes]]:
             if not member.isfile() or not name.startswith(prefix) or Path(name).suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             parts = Path(name[len(prefix):]).parts
-            yield (parts[0] if len(parts) > 1 else ""), f"{archive_path}:{name}", archive.extractfile(member).read()
+            data = archive.extractfile(member).read()
+            yield (parts[0] if len(parts) > 1 else ""), f"{archive_path}:{name}", lambda data=data: data
 
 
 def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size=32,
                       classes: list[str] | None = None, show_progress: bool = True,
-                      centre_crop: dict | None = None) -> ImageSet:
+                      centre_crop: dict | None = None, lazy: bool = False) -> ImageSet:
     """Read ``root/<class name>/*.png|jpg`` (or loose images when unlabelled).
 
     Labels index ``classes``: by default CIFAR-10's names, or with ``labelled=True`` the sorted folder names.
@@ -289,7 +336,8 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
     keeps the files' own size, which must then be the same for all. ``root`` may point inside a tarball:
     ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``. ``centre_crop`` (``crop_plan``'s settings) resizes the shorter
     side and cuts centre crops instead of resizing whole images (ImageNet's evaluation); with several ``views``
-    each file gives that many images in a row, all with its label.
+    each file gives that many images in a row, all with its label. ``lazy=True``: the images are a
+    ``FolderImages``, decoded a chunk at a time when the set is written (a dataset split of any size).
     """
     root = Path(root)
     entries = list(_folder_entries(root))
@@ -312,8 +360,20 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
             raise DataError(f"{root}: folders {unknown} are not class names {classes}")
     entries.sort(key=lambda entry: (_sort_key(entry[1]), entry[0]))
     plan = crop_plan(centre_crop)
-    decoded = _decode_entries(entries, size, plan, f"read {root.name}", show_progress)
     views = len(plan["views"]) if plan else 1
+    if lazy:
+        if plan:
+            image_shape = (*plan["size"], 3)
+        elif size is not None:
+            image_shape = ((size, size) if isinstance(size, int) else tuple(size)) + (3,)
+        else:
+            image_shape = decode_image(entries[0][2](), entries[0][1], None).shape
+        images = FolderImages(root, entries, size, plan, image_shape, show_progress)
+        labels = np.full(len(images), UNLABELLED, dtype=np.int64)
+        if labelled:
+            labels[:] = [classes.index(label_dir) for label_dir, _, _ in entries for _ in range(views)]
+        return ImageSet(images, labels, _folder_provenance(root, labelled, classes, image_shape[:2], plan, size))
+    decoded = _decode_entries(entries, size, plan, f"read {root.name}", show_progress)
     if plan:
         decoded = [view for image_views in decoded for view in image_views]
         entries = [entry for entry in entries for _ in range(views)]
@@ -329,11 +389,14 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
     labels = np.full(len(entries), UNLABELLED, dtype=np.int64)
     if labelled:
         labels[:] = [classes.index(label_dir) for label_dir, _, _ in entries]
-    provenance = {"format": "image-folder", "path": str(root), "labelled": labelled,
-                  "size": list(images.shape[1:3]), "classes": classes if labelled else None,
-                  "preprocessing": ({"centre_crop": plan} if plan else
-                                    {"resize": list(size) if isinstance(size, tuple) else size})}
-    return ImageSet(images, labels, provenance)
+    return ImageSet(images, labels, _folder_provenance(root, labelled, classes, images.shape[1:3], plan, size))
+
+
+def _folder_provenance(root: Path, labelled: bool, classes: list[str], image_size, plan: dict | None, size) -> dict:
+    return {"format": "image-folder", "path": str(root), "labelled": labelled,
+            "size": list(image_size), "classes": classes if labelled else None,
+            "preprocessing": ({"centre_crop": plan} if plan else
+                              {"resize": list(size) if isinstance(size, tuple) else size})}
 
 
 def folder_classes(root: str | os.PathLike) -> list[str]:
@@ -380,7 +443,7 @@ def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_prog
         size = source.get("size")
         image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
                                       size=tuple(size) if isinstance(size, list) else size,
-                                      show_progress=show_progress, centre_crop=source.get("centre_crop"))
+                                      show_progress=show_progress, centre_crop=source.get("centre_crop"), lazy=True)
     else:
         raise DataError(f"data.source {kind!r} is not one of download, local, folder")
     limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None

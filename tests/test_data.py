@@ -472,3 +472,35 @@ def test_folder_path_may_be_the_tarball_itself(class_tree, tmp_path):
     image_set = read_image_folder(archive_path, show_progress=False)
     np.testing.assert_array_equal(image_set.images, pixels)
     np.testing.assert_array_equal(image_set.labels, labels)
+
+
+def test_a_folder_split_is_built_a_chunk_at_a_time_with_the_eager_bytes(class_tree, tmp_path, monkeypatch):
+    import synthcal.io as synthcal_io
+
+    folder, pixels, labels = class_tree
+    source = {"source": "folder", "folders": {"test": str(folder)}, "classes": list(CIFAR10_CLASSES),
+              "centre_crop": {"size": 24, "views": 3}}
+    lazy = load_split(source, "test", cache_dir=tmp_path, show_progress=False)
+    assert type(lazy.images).__name__ == "FolderImages" and lazy.images.shape == (15, 24, 24, 3)
+    np.testing.assert_array_equal(lazy.labels, np.repeat(labels, 3))
+    eager = read_image_folder(folder, labelled=True, classes=list(CIFAR10_CLASSES), show_progress=False,
+                              centre_crop=source["centre_crop"])
+    monkeypatch.setattr(synthcal_io, "WRITE_CHUNK_IMAGES", 6)  # 2 files (6 views) per chunk: 3 chunks
+    chunks = list(lazy.images.chunks(6))
+    assert [len(chunk) for chunk in chunks] == [6, 6, 3]
+    save_image_set(tmp_path / "lazy.npz", lazy.images, lazy.labels, eager.provenance)
+    save_image_set(tmp_path / "eager.npz", eager.images, eager.labels, eager.provenance)
+    assert (tmp_path / "lazy.npz").read_bytes() == (tmp_path / "eager.npz").read_bytes()
+    limited = load_split(source | {"limit": {"test": 6}}, "test", cache_dir=tmp_path, show_progress=False)
+    assert type(limited.images).__name__ == "FolderImages"
+    np.testing.assert_array_equal(np.asarray(limited.images), eager.images[:6])
+
+
+def test_a_lazy_folder_names_the_image_of_another_size(class_tree, tmp_path):
+    folder, _, _ = class_tree
+    odd = folder / "ship" / "00011.png"
+    odd.write_bytes(_png_bytes(np.zeros((16, 32, 3), np.uint8)))
+    lazy = read_image_folder(folder, labelled=True, size=None, show_progress=False, lazy=True)
+    with pytest.raises(DataError, match="00011.png"):
+        save_image_set(tmp_path / "set.npz", lazy.images, lazy.labels, lazy.provenance)
+    assert not (tmp_path / "set.npz").exists()

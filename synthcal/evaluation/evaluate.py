@@ -139,7 +139,7 @@ def evaluate_from_files(inputs, outputs, options: dict) -> dict:
     """Workflow entry for FP32 (export.json beside) and INT8 (FP32 metrics and predictions as reference)."""
     from synthcal.io import load_image_set, read_json
 
-    test = load_image_set(inputs.test)
+    test = load_image_set(inputs.test, stream=True)  # read a batch at a time: a set of any size
     reference_predictions = reference_metrics = folds = None
     extra: dict = {}
     if "fp32_metrics" in inputs.keys():

@@ -159,7 +159,7 @@ def time_model_from_files(model: str, irs: list[dict], test_path, output_path, o
     for ir in irs:
         if not Path(ir["xml"]).is_file():
             raise FileNotFoundError(f"IR to time not found: {ir['xml']}")
-    test = load_image_set(test_path)
+    test = load_image_set(test_path, stream=True)  # only the first images are read
     count = min(int(options.get("images", DEFAULT_IMAGES)), len(test))
     record = time_irs(model, irs, test.images[:count], repeats=int(options.get("repeats", DEFAULT_REPEATS)),
                       batch_size=int(options.get("batch_size", 100)),
