@@ -62,6 +62,9 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
     return core.compile_model(source, device, config)
 
 
+REQUEST_PIXELS = 16 * 224 * 224  # evaluation and timing requests: 100 images at 32 px, 16 at 224 px (not 100)
+
+
 def batch_within(batch_size: int, height: int, width: int, pixels: int) -> int:
     """``batch_size`` capped so one batch holds at most ``pixels`` input pixels (at least one image): a batch size
     set for 32-px inputs would need 49× the memory at 224 px."""

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import compile_model, infer_logits
+from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits
 from synthcal.io import ImageSet, atomic_path, write_json
 
 
@@ -60,6 +60,7 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
     model = ov.Core().read_model(str(xml_path))
     size, policy = ir_input_size(model), resize_policy(model)
     images = resize_images(test_set.images, size, policy)
+    batch_size = batch_within(batch_size, *size, REQUEST_PIXELS)
     compiled = compile_model(model, precision_hint, uint8_images=True)
     requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
     warm_up = max(2 * requests * batch_size, WARM_UP_IMAGES)  # every stream, twice; not timed

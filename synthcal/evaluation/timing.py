@@ -23,7 +23,6 @@ import numpy as np
 
 DEFAULT_REPEATS = 7
 DEFAULT_IMAGES = 1000
-TIMING_PIXELS = 16 * 224 * 224  # images per request: 100 at 32 px, 16 at 224 px (4.7 GB at 100)
 FP32 = "fp32"
 DESIGN = ("each repeat passes the same images once through every IR, in a seeded shuffled order, the next repeat in "
           "its reverse; speed = median wall-clock images/s over repeats; speed-up = median over repeats of FP32 / "
@@ -115,7 +114,7 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
     import openvino as ov
     from tqdm import tqdm
 
-    from synthcal.inference import batch_within, compile_model, infer_logits
+    from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits
     from synthcal.models.preprocessing import ir_input_size, resize_images, resize_policy
 
     names = [ir["name"] for ir in irs]
@@ -133,7 +132,7 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
         compiled[ir["name"]] = compile_model(network, precision_hint, uint8_images=True)
         inputs[ir["name"]] = resized[key]
     height, width = next(iter(resized.values())).shape[1:3]
-    batch_size = batch_within(batch_size, height, width, TIMING_PIXELS)
+    batch_size = batch_within(batch_size, height, width, REQUEST_PIXELS)
     for name in names:
         infer_logits(compiled[name], inputs[name], batch_size)  # warm-up pass, not timed
     order = interleaved_order(names, repeats, seed)

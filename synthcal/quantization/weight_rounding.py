@@ -66,9 +66,10 @@ def _input_rows(layer, activations: np.ndarray) -> np.ndarray:
 
 def input_second_moments(model, images: np.ndarray, batch_size: int = 100) -> dict[str, np.ndarray]:
     """Per rounded layer: the sum of x xᵀ over every input row x the calibration images give it (FP32 model)."""
-    from synthcal.inference import compile_model, fixed_batch, to_model_input
+    from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, fixed_batch, to_model_input
 
-    batch_size = fixed_batch(model) or batch_size
+    # every rounded layer's input comes back at once: at 224 px, 100 images of them are gigabytes
+    batch_size = fixed_batch(model) or batch_within(batch_size, images.shape[1], images.shape[2], REQUEST_PIXELS)
     probe = model.clone()
     layers = rounded_layers(probe)
     # by tensor name: layers that share an input share one added output, so positions do not match layers
