@@ -682,9 +682,7 @@ def _must_exist(path, key: str, archive_ok: bool = False) -> None:
 def job(snakemake):
     """Run a workflow script's body with stdout/stderr (progress bars, NNCF logs) in the rule's log file."""
     from synthcal.cluster.cores import claim_cores
-    from synthcal.cluster.runguard import watch_run
 
-    watch_run()  # a local job ends when the run that started it is killed (no duplicate beside a rerun)
     log_path = snakemake.log[0] if snakemake.log else None
     threads = int(getattr(snakemake, "threads", 1) or 1)
     claim_cores(threads)  # before OpenVINO or torch start their thread pools
