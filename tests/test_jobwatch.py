@@ -121,3 +121,98 @@ def test_every_workflow_script_guards_itself_before_any_other_import():
         lines = [line for line in script.read_text().splitlines() if line.strip() and not line.startswith("#")]
         assert lines[0] == "from synthcal.cluster.jobwatch import guard_job", script.name
         assert lines[1].startswith("guard_job(snakemake)"), script.name
+
+
+def _snakemake_command(workdir, config, *args: str) -> list[str]:
+    from conftest import REPO
+
+    return [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "--cores", "1",
+            "--rerun-incomplete", *args, "--configfile", str(REPO / "config.yaml"), str(config)]
+
+
+def _job_process(script: str, run: subprocess.Popen, limit: float = 300) -> int:
+    """The pid of the job running ``script`` (Snakemake's copy of it) once it starts."""
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        assert run.poll() is None, f"the run ended before its {script} job started: {run.args}"
+        for entry in os.listdir("/proc"):
+            try:
+                if entry.isdigit() and script.encode() in open(f"/proc/{entry}/cmdline", "rb").read():
+                    return int(entry)
+            except OSError:
+                continue
+        time.sleep(0.02)
+    raise AssertionError(f"no {script} job started")
+
+
+def _kill_run_at(workdir, config, target: str, script: str) -> float:
+    """Start a real run of ``target``, SIGKILL it as soon as the ``script`` job starts (still importing), and
+    return how long the job outlived it."""
+    log = open(workdir / f"{script}.run.log", "w")
+    run = subprocess.Popen(_snakemake_command(workdir, config, target), stdout=log, stderr=subprocess.STDOUT,
+                           start_new_session=True)
+    try:
+        try:
+            job = _job_process(script, run)
+        except AssertionError:
+            raise AssertionError((workdir / f"{script}.run.log").read_text()[-3000:]) from None
+        run.kill()
+        run.wait()
+        start = time.monotonic()
+        while alive(job):
+            assert time.monotonic() - start < 2.0, f"the {script} job outlived its run by 2 s"
+            time.sleep(0.02)
+        return time.monotonic() - start
+    finally:
+        if run.poll() is None:
+            run.kill()
+        run.wait()
+        log.close()
+
+
+@pytest.mark.slow
+def test_real_export_and_quantize_jobs_end_with_a_killed_run_and_never_run_beside_an_orphan(tmp_path):
+    import yaml
+    from conftest import shared_path
+
+    lossless = shared_path("data", "cifar10-lossless")
+    config = tmp_path / "kill.yaml"
+    config.write_text(yaml.safe_dump({
+        "study": {"models": ["resnet20"], "calibration": ["noise"], "methods": ["default"], "test_sets": []},
+        "data": {"source": "folder", "folders": {"train": str(lossless / "train"), "test": str(lossless / "test")},
+                 "limit": {"test": 100}},
+        "models": {"resnet20": {"weights": {"source": "path",
+                                            "path": str(shared_path("weights", "cifar10_resnet20-4118986f.pt"))}}},
+        "calibration": {"noise": {"kind": "noise", "count": 30, "seed": 0}}}))
+    quantized = tmp_path / "results/quantized/resnet20/noise/default"
+    ir = tmp_path / "results/models/resnet20/fp32.xml"
+    took = _kill_run_at(tmp_path, config, str(ir.relative_to(tmp_path)), "export_model.py")
+    time.sleep(1)
+    assert not ir.exists()  # nothing written after the kill
+    print(f"export job gone {took:.2f} s after its run")
+    subprocess.run(_snakemake_command(tmp_path, config, "--unlock"), check=True, capture_output=True)
+    target = str(quantized.relative_to(tmp_path) / "int8.xml")
+    took = _kill_run_at(tmp_path, config, target, "quantize.py")
+    time.sleep(1)
+    assert not (quantized / "int8.xml").exists()
+    print(f"quantize job gone {took:.2f} s after its run")
+    subprocess.run(_snakemake_command(tmp_path, config, "--unlock"), check=True, capture_output=True)
+
+    # an orphan of the quantize job (here a process holding its outputs' lock) is waited for, then refused
+    outputs = [str(quantized / name) for name in ("int8.xml", "int8.bin", "quantize.json")]
+    orphan = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path / ".snakemake/synthcal-jobs"), *outputs],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert orphan.stdout.readline().strip() == "held"
+        refused = subprocess.run(_snakemake_command(tmp_path, config, target), capture_output=True, text=True,
+                                 timeout=600)
+        assert refused.returncode != 0
+        assert f"is still running (pid {orphan.pid})" in refused.stdout + refused.stderr
+        assert not (quantized / "int8.xml").exists()
+    finally:
+        orphan.kill()
+        orphan.wait()
+    done = subprocess.run(_snakemake_command(tmp_path, config, target),
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (quantized / "int8.xml").exists()
