@@ -681,11 +681,14 @@ def _must_exist(path, key: str, archive_ok: bool = False) -> None:
 @contextlib.contextmanager
 def job(snakemake):
     """Run a workflow script's body with stdout/stderr (progress bars, NNCF logs) in the rule's log file."""
-    from synthcal.cluster.cores import claim_cores
+    from synthcal.cluster.cores import CoreLockError, claim_cores
 
     log_path = snakemake.log[0] if snakemake.log else None
     threads = int(getattr(snakemake, "threads", 1) or 1)
-    claim_cores(threads)  # before OpenVINO or torch start their thread pools
+    try:
+        claim_cores(threads)  # before OpenVINO or torch start their thread pools
+    except CoreLockError as error:
+        sys.exit(f"synthcal: {error}")
     # torch reads OMP_NUM_THREADS when imported; jobs that only run IRs never import it (about 1.3 s each)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if "torch" in sys.modules:
