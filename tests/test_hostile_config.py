@@ -74,3 +74,36 @@ def test_snakemake_refuses_a_duplicate_key_in_a_configfile_before_anything_runs(
                          timeout=180)
     assert run.returncode != 0
     assert f"{path}: key 'seed' is given twice (lines 1 and 2); keep one" in run.stdout + run.stderr
+
+
+def _shipped_config() -> dict:
+    import yaml
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    update_config(config, yaml.safe_load((REPO / "config" / "offline.yaml").read_text()))
+    return config
+
+
+@pytest.mark.parametrize("keys, value, named", [
+    (("calibration", "noise", "count"), 10**12, "config key calibration.noise.count: 1000000000000 is greater than "
+                                                "the maximum of 100000"),
+    (("calibration", "cifar10", "per_class"), 10**7, "config key calibration.cifar10.per_class: "),
+    (("report", "bootstrap_resamples"), 10**10, "config key report.bootstrap_resamples: 10000000000 is greater"),
+    (("timing", "images"), 10**9, "config key timing.images: "),
+    (("evaluation", "batch_size"), 10**6, "config key evaluation.batch_size: "),
+    (("methods", "default", "subset_size"), 10**9, "config key methods.default.subset_size"),
+    (("data", "size"), [32, 10**6], "config key data.size"),
+])
+def test_counts_sizes_and_resamples_have_a_maximum_named_in_the_error(keys, value, named):
+    from synthcal.workflow import ConfigError, validate_config
+
+    config = _shipped_config()
+    validate_config(config, REPO / "schemas" / "config.schema.yaml")  # as shipped: within every maximum
+    node = config = _shipped_config()
+    for key in keys[:-1]:
+        node = node[key]
+    node[keys[-1]] = value
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, REPO / "schemas" / "config.schema.yaml")
+    assert named in str(raised.value)
