@@ -458,20 +458,22 @@ class Study:
         return "|".join(re.escape(name) for name in self.auto_methods()) or "(?!)"
 
     def check_auto_methods(self) -> None:
-        """Every selected auto method: its candidates, a holdout set that is synthetic and not a study set, and a
-        ``real_holdout`` (where given) that is real data and not a study set."""
+        """Every auto method, selected or not: its candidates, a holdout set that is synthetic (and, where selected,
+        not a study set), and a ``real_holdout`` (where given) that is real data (and not a study set)."""
         from synthcal.quantization.auto import AutoMethodError, check_auto_method
 
-        for name in set(self.auto_methods()) & set(self.methods):
+        for name in self.auto_methods():  # every auto entry, selected or not; the study's sets only where selected
             method = self.config["methods"][name]
+            selected = name in self.methods
             try:
-                check_auto_method(name, method, self.config.get("calibration") or {}, self.calibrations)
+                check_auto_method(name, method, self.config.get("calibration") or {},
+                                  self.calibrations if selected else [])
                 for key in ("holdout", "real_holdout"):
                     if method.get(key):
                         check_entry(method[key], self.config["calibration"][method[key]])
             except (AutoMethodError, CalibrationError) as error:
                 raise ConfigError(str(error)) from None
-            if self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
+            if selected and self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
                 for model in dict.fromkeys(m for m, _, q in self._cells if q == name):
                     if not self.model_spec(model).has_torch:
                         raise ConfigError(f"methods.{name}.holdout {method['holdout']!r} inverts a PyTorch network, "
@@ -532,15 +534,15 @@ class Study:
 
     # the side environment (synthcal/sideenv.py): POT methods and the Datumaro fractal backend
     def _check_side_env_entries(self) -> None:
-        """Every ``engine: pot`` method and each selected ``backend: datumaro`` set, before any job."""
+        """Every ``engine: pot`` method and every ``backend: datumaro`` set, selected or not, before any job."""
         from synthcal.calibration.datumaro_fractal import DatumaroError, check_datumaro_spec
         from synthcal.quantization.pot import PotError, check_pot_method
 
         try:
             for name in self.methods_of_engine("pot"):
                 check_pot_method(name, self.config["methods"][name])
-            for name in set(self.datumaro_sets()) & set(self.calibrations):
-                check_datumaro_spec(name, self.config["calibration"][name])
+            for name in self.datumaro_sets():  # every entry; its files only where selected
+                check_datumaro_spec(name, self.config["calibration"][name], files=name in self.calibrations)
         except (PotError, DatumaroError) as error:
             raise ConfigError(str(error)) from None
 

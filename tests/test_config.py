@@ -338,6 +338,23 @@ def test_unselected_calibration_entries_are_checked_too(base_config):
         Study(config)
 
 
+def test_unselected_methods_and_datumaro_sets_are_checked_too(base_config):
+    from synthcal.workflow import ConfigError, Study
+
+    config = copy.deepcopy(base_config)
+    config["study"]["calibration"] = ["noise"]
+    config["study"]["methods"] = ["accuracy_aware"]
+    Study(copy.deepcopy(config))
+    unused_auto = copy.deepcopy(config)
+    unused_auto["methods"]["auto_unused"] = {"algorithm": "auto", "holdout": "cifar10"}  # real images: refused
+    with pytest.raises(ConfigError, match="methods.auto_unused.holdout 'cifar10' is kind cifar10: real images"):
+        Study(unused_auto)
+    unused_datumaro = copy.deepcopy(config)
+    unused_datumaro["calibration"]["fractal_dm"] = {"kind": "fractal", "backend": "datumaro", "seed": 3}
+    with pytest.raises(ConfigError, match="calibration.fractal_dm.seed: Datumaro's generator"):
+        Study(unused_datumaro)
+
+
 def test_folder_set_digest_sees_a_replaced_image_with_an_older_mtime(base_config, tmp_path, monkeypatch):
     """cp -p / rsync -t put back an older mtime; the rule's params (this digest) still change, so the set rebuilds."""
     import shutil
