@@ -4,7 +4,8 @@ from snakemake.utils import min_version
 
 from synthcal.cluster.runguard import guard_run
 from synthcal.configfiles import check_config_files
-from synthcal.workflow import NAME_PATTERN, Study, default_configfile, validate_config
+from synthcal.models import allow_user_code
+from synthcal.workflow import NAME_PATTERN, Study, default_configfile, runs_no_job, validate_config
 
 min_version("9.0")
 
@@ -17,6 +18,7 @@ configfile: base_config
 
 
 validate_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # names first, then the schema
+allow_user_code(not runs_no_job())  # --unlock, --lint: no model factory imported
 study = Study(config)
 
 

@@ -54,6 +54,16 @@ def check_names(config: dict) -> None:
                 raise ConfigError(f"{section} key {name!r}: {problem}")
 
 
+NO_JOB_OPTIONS = ("--unlock", "--lint", "--cleanup-metadata", "--cm", "--list-rules", "--list-target-rules")
+
+
+def runs_no_job(argv=None) -> bool:
+    """Whether this Snakemake invocation executes no job and builds no DAG (``--unlock``, ``--lint``, ...): the
+    Snakefile then resolves models without importing user code (``synthcal.models.allow_user_code``). Snakemake
+    parses the Snakefile the same way in every mode, so its command line is the only place that says."""
+    return any(arg.split("=", 1)[0] in NO_JOB_OPTIONS for arg in (sys.argv if argv is None else argv))
+
+
 def default_configfile(snakefile_dir: str | os.PathLike) -> str:
     """The study's base config: ``config.yaml`` in the working directory, else the one beside the Snakefile
     (``snakemake -s checkout/Snakefile`` run elsewhere), said on stderr. Snakemake would silently skip a missing

@@ -355,6 +355,30 @@ def test_unselected_methods_and_datumaro_sets_are_checked_too(base_config):
         Study(unused_datumaro)
 
 
+def test_unlock_and_lint_do_not_import_user_factories(base_config, tmp_path):
+    marker = tmp_path / "imported"
+    factory = tmp_path / "their_net.py"
+    factory.write_text(f"open({str(marker)!r}, 'a').write('imported\\n')\n"
+                       "import torch\n\n\ndef make():\n"
+                       "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))\n")
+    checkpoint = tmp_path / "their_net.pt"
+    checkpoint.write_bytes(b"")
+    config = copy.deepcopy(base_config)
+    config["models"]["mine"] = {"kind": "torch", "factory": f"{factory}:make", "checkpoint": {"path": str(checkpoint)},
+                                "input": {"size": [8, 8]}}
+    config["study"] = {"models": ["mine"], "calibration": ["noise"], "methods": ["default"]}
+    configfile = tmp_path / "mine.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    for mode in ("--unlock", "--lint"):
+        run = subprocess.run([sys.executable, "-m", "snakemake", mode, "--cores", "1", "--configfile", str(configfile)],
+                             cwd=REPO, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0 or mode == "--lint", run.stderr[-3000:]
+        assert not marker.exists(), f"{mode} imported the factory"
+    dry = _dry_run(configfile)  # a run that may execute jobs resolves the model: the factory is imported
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert marker.read_text() == "imported\n"
+
+
 def test_folder_set_digest_sees_a_replaced_image_with_an_older_mtime(base_config, tmp_path, monkeypatch):
     """cp -p / rsync -t put back an older mtime; the rule's params (this digest) still change, so the set rebuilds."""
     import shutil
