@@ -223,6 +223,9 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
     With a ``crop_plan`` the result is the list of its views instead (``size`` is then ignored)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns below twice its limit
+                raise DataError(f"cannot read image {name}: {image.width}x{image.height} pixels is more than "
+                                f"{Image.MAX_IMAGE_PIXELS} (a decompression bomb?)")
             image.load()
             image = _to_rgb(image, name)
             if crop is not None:
@@ -359,8 +362,10 @@ def dataset_classes(source: dict) -> list[str]:
     return classes
 
 
-def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True) -> ImageSet:
-    """Load one CIFAR-10 split as configured under ``data`` in the config."""
+def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True,
+               config_key: str | None = None) -> ImageSet:
+    """Load one CIFAR-10 split as configured under ``data`` in the config (``config_key``: the key a folder's
+    errors name, by default ``data.folders.<split>``)."""
     kind = source.get("source", "download")
     if kind == "download":
         tarball = download(source.get("url", CIFAR10_URL), Path(cache_dir).expanduser() / "cifar-10-python.tar.gz",
@@ -378,9 +383,12 @@ def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_prog
         if split not in folders:
             raise DataError(f"data.folders.{split} is not set (an ImageFolder tree for the {split} split)")
         size = source.get("size")
-        image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
-                                      size=tuple(size) if isinstance(size, list) else size,
-                                      show_progress=show_progress, centre_crop=source.get("centre_crop"))
+        try:
+            image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
+                                          size=tuple(size) if isinstance(size, list) else size,
+                                          show_progress=show_progress, centre_crop=source.get("centre_crop"))
+        except DataError as error:
+            raise DataError(f"{config_key or f'data.folders.{split}'}: {error}") from None
     else:
         raise DataError(f"data.source {kind!r} is not one of download, local, folder")
     limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None

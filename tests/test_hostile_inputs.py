@@ -1,0 +1,36 @@
+"""Hostile data and model files (issue 34): one line naming the file and the config key, no traceback text."""
+
+from __future__ import annotations
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from synthcal.data import CIFAR10_CLASSES, DataError, load_split
+
+
+def _png_header_only(path, width: int, height: int) -> None:
+    """A PNG that claims ``width`` x ``height`` pixels in a few bytes (what a decompression bomb looks like)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 30_000])  # over Pillow's limit (it only warns), over twice it (it raises)
+def test_a_decompression_bomb_png_names_the_file_and_the_key(tmp_path, side):
+    for name in CIFAR10_CLASSES:
+        (tmp_path / "test" / name).mkdir(parents=True)
+        Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(tmp_path / "test" / name / "ok.png")
+    bomb = tmp_path / "test" / "cat" / "bomb.png"
+    _png_header_only(bomb, side, side)
+    source = {"source": "folder", "classes": list(CIFAR10_CLASSES), "folders": {"test": str(tmp_path / "test")}}
+    with pytest.raises(DataError) as raised:
+        load_split(source, "test", cache_dir=tmp_path, show_progress=False)
+    message = str(raised.value)
+    assert message.startswith("data.folders.test: cannot read image ") and str(bomb) in message
+    assert "decompression bomb" in message and "\n" not in message
