@@ -235,7 +235,8 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:  # the warning where warnings are errors
         raise DataError(f"cannot read image {name}: {error}") from error
 
 
