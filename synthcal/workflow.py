@@ -458,6 +458,20 @@ class Study:
                 f"{RESULTS}/report/index.html"] + self.auto_oracle_csv()
 
     # method `auto` (synthcal/quantization/auto.py): candidates scored on held-out synthetic images, then the oracle
+    def checked_ignored_scope(self, wildcards) -> list[str]:
+        """Input function of rule quantize (no input of its own): where the model's FP32 IR is there already (a
+        rerun), the method's ``ignored_scope`` must name its layers, before Snakemake deletes the cell's outputs."""
+        from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope, ir_layer_names
+
+        scope = (self.config["methods"].get(wildcards.method) or {}).get("ignored_scope")
+        xml = f"{RESULTS}/models/{wildcards.model}/fp32.xml"
+        if scope and Path(xml).is_file():
+            try:
+                check_ignored_scope(wildcards.method, scope, ir_layer_names(xml), xml)
+            except IgnoredScopeError as error:
+                raise ConfigError(str(error)) from None
+        return []
+
     def auto_methods(self) -> list[str]:
         """Defined method names with ``algorithm: auto``."""
         return [name for name, method in (self.config.get("methods") or {}).items()
