@@ -34,3 +34,24 @@ def test_a_decompression_bomb_png_names_the_file_and_the_key(tmp_path, side):
     message = str(raised.value)
     assert message.startswith("data.folders.test: cannot read image ") and str(bomb) in message
     assert "decompression bomb" in message and "\n" not in message
+
+
+def test_garbage_in_an_ir_bin_is_one_line_naming_the_file(tmp_path):
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    from synthcal.evaluation.evaluate import evaluate_ir
+    from synthcal.inference import IRError
+    from synthcal.io import ImageSet
+
+    x = ops.parameter([1, 3, 8, 8], np.float32)
+    weights = ops.constant(np.ones((10, 3, 8, 8), np.float32))
+    logits = ops.reshape(ops.convolution(x, weights, [1, 1], [0, 0], [0, 0], [1, 1]), [-1, 10], False)
+    ov.save_model(ov.Model([logits], [x]), str(tmp_path / "int8.xml"))
+    (tmp_path / "int8.bin").write_bytes(b"garbage")
+    images = ImageSet(np.zeros((4, 8, 8, 3), np.uint8), np.zeros(4, np.int64), {})
+    with pytest.raises(IRError) as raised:
+        evaluate_ir(tmp_path / "int8.xml", images)
+    message = str(raised.value)
+    assert message.startswith(f"{tmp_path / 'int8.xml'} (with its .bin) is not a readable OpenVINO IR: Incorrect")
+    assert "\n" not in message and "Delete it and run again" in message

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import compile_model, fixed_batch, infer_logits, to_model_input
+from synthcal.inference import compile_model, fixed_batch, infer_logits, read_ir, to_model_input
 from synthcal.io import ImageSet, write_json
 from synthcal.models.export import save_ir
 from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope
@@ -134,7 +134,7 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
         raise QuantizationError(f"methods.{method_name}.algorithm {algorithm!r} is not one of {ALGORITHMS}")
     if len(calibration) == 0:
         raise QuantizationError("the calibration set is empty")
-    model = ov.Core().read_model(str(fp32_xml))
+    model = read_ir(fp32_xml)
     try:  # in NNCF's place, in words naming the key
         check_ignored_scope(method_name, method.get("ignored_scope"),
                             [op.get_friendly_name() for op in model.get_ordered_ops()], str(fp32_xml))
