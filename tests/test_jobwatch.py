@@ -216,3 +216,22 @@ def test_real_export_and_quantize_jobs_end_with_a_killed_run_and_never_run_besid
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert (quantized / "int8.xml").exists()
+
+
+def test_a_shell_rules_module_runs_watched_with_its_arguments(tmp_path):
+    (tmp_path / "sleeper.py").write_text("import sys, time\nprint(sys.argv[1:], flush=True)\ntime.sleep(60)\n")
+    run = subprocess.Popen(["sleep", "600"])
+    env = {**_env(run.pid), "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    job = subprocess.Popen([sys.executable, "-m", "synthcal.cluster.jobwatch", "sleeper", "--set", "a b"], env=env,
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert job.stdout.readline().strip() == "['--set', 'a b']"
+        run.kill()
+        run.wait()
+        _wait_gone(job, 2.0)
+        assert job.returncode == -signal.SIGKILL
+    finally:
+        for process in (run, job):
+            if process.poll() is None:
+                process.kill()
+                process.wait()

@@ -167,3 +167,11 @@ def guard_job(snakemake) -> None:
     except OrphanJobError as error:
         print(f"synthcal: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
+
+
+if __name__ == "__main__":  # shell rules: python -m synthcal.cluster.jobwatch MODULE ARGS... runs MODULE watched
+    import runpy
+
+    watch_run()
+    sys.argv = sys.argv[1:]
+    runpy.run_module(sys.argv[0], run_name="__main__", alter_sys=True)
