@@ -3,15 +3,22 @@
 from snakemake.utils import min_version
 
 from synthcal.cluster.runguard import guard_run
-from synthcal.workflow import NAME_PATTERN, Study, default_configfile, validate_config
+from synthcal.configfiles import check_config_files
+from synthcal.models import allow_user_code
+from synthcal.workflow import NAME_PATTERN, Study, default_configfile, runs_no_job, validate_config
 
 min_version("9.0")
 
 
-configfile: default_configfile(workflow.basedir)  # the working directory's, else the checkout's
+base_config = default_configfile(workflow.basedir)  # the working directory's, else the checkout's
+check_config_files([base_config, *workflow.overwrite_configfiles])  # duplicate keys, alias bombs, YTE: refused
+
+
+configfile: base_config
 
 
 validate_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # names first, then the schema
+allow_user_code(not runs_no_job())  # --unlock, --lint: no model factory imported
 study = Study(config)
 
 

@@ -43,7 +43,7 @@ def study_config(folder: Path, workdir: Path) -> Path:
     config["data"]["folders"]["test"] = str(folder)
     config["study"] = [{"models": [MODEL], "calibration": ["noise"], "methods": ["default"], "test_sets": []}]
     config.pop("evaluation", None)
-    path = workdir / "config.yaml"
+    path = workdir / "bench-stream.yaml"  # not config.yaml: it would replace the checkout's as the base
     path.write_text(yaml.safe_dump(config))
     return path
 
@@ -66,7 +66,7 @@ def main() -> None:
         folder = linked_folder(scratch / "val", args.images)
         workdir = scratch / "study"
         workdir.mkdir()
-        target = f"results/eval/{MODEL}/fp32/sets/test/metrics.json"
+        target = f"results/eval/{MODEL}/fp32/metrics.json"
         started = time.perf_counter()
         subprocess.run([str(REPO / ".venv" / "bin" / "snakemake"), target, "-s", str(REPO / "Snakefile"),
                         "--cores", "2", "-d", str(workdir), "--configfile", str(study_config(folder, workdir))],

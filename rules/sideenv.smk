@@ -60,7 +60,7 @@ rule quantize_pot:
     resources:
         mem_mb=4000,
     shell:
-        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.quantization.pot --fp32 {input.xml:q}"
+        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.cluster.jobwatch synthcal.quantization.pot --fp32 {input.xml:q}"
         " --calibration {input.calibration:q} --name {wildcards.method:q} --method {params.method:q}"
         " --xml {output.xml:q} --info {output.info:q} --precision-hint {params.precision_hint:q} > {log:q} 2>&1"
 
@@ -86,6 +86,6 @@ rule calibration_set_datumaro:
         "results/benchmarks/calib/{calib}/{size}.tsv"
     threads: 2
     shell:
-        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.calibration.datumaro_fractal write --name {wildcards.calib:q}"
+        "PYTHONPATH={params.source:q} {params.python:q} -m synthcal.cluster.jobwatch synthcal.calibration.datumaro_fractal write --name {wildcards.calib:q}"
         " --spec {params.spec:q} --size {wildcards.size:q} --set {output.images:q} --preview {output.preview:q}"
         " > {log:q} 2>&1"

@@ -223,6 +223,9 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
     With a ``crop_plan`` the result is the list of its views instead (``size`` is then ignored)."""
     try:
         with Image.open(io.BytesIO(data)) as image:
+            if image.width * image.height > Image.MAX_IMAGE_PIXELS:  # Pillow only warns below twice its limit
+                raise DataError(f"cannot read image {name}: {image.width}x{image.height} pixels is more than "
+                                f"{Image.MAX_IMAGE_PIXELS} (a decompression bomb?)")
             image.load()
             image = _to_rgb(image, name)
             if crop is not None:
@@ -232,7 +235,8 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as error:
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+            Image.DecompressionBombWarning) as error:  # the warning where warnings are errors
         raise DataError(f"cannot read image {name}: {error}") from error
 
 
@@ -254,8 +258,9 @@ class FolderImages:
     dtype = np.dtype(np.uint8)
     ndim = 4
 
-    def __init__(self, root: Path, entries: list, size, plan: dict | None, image_shape: tuple, show_progress: bool):
-        self.root, self.entries, self.size, self.plan = root, entries, size, plan
+    def __init__(self, root: Path, entries: list, size, plan: dict | None, image_shape: tuple, show_progress: bool,
+                 config_key: str | None = None):
+        self.root, self.entries, self.size, self.plan, self.config_key = root, entries, size, plan, config_key
         self.views = len(plan["views"]) if plan else 1
         self.shape = (len(entries) * self.views, *image_shape)
         self.show_progress = show_progress
@@ -267,10 +272,16 @@ class FolderImages:
         start, stop, _ = key.indices(len(self)) if isinstance(key, slice) else (0, 0, 0)
         if not isinstance(key, slice) or key.step not in (None, 1) or start % self.views or stop % self.views:
             return np.asarray(self)[key]
-        return FolderImages(self.root, self.entries[start // self.views:-(-stop // self.views)], self.size,
-                            self.plan, self.shape[1:], False)
+        return FolderImages(self.root, self.entries[start // self.views:stop // self.views], self.size,
+                            self.plan, self.shape[1:], False, self.config_key)
 
     def chunks(self, chunk: int = 256):
+        try:
+            yield from self._chunks(chunk)
+        except DataError as error:
+            raise DataError(f"{self.config_key}: {error}" if self.config_key else str(error)) from None
+
+    def _chunks(self, chunk: int):
         per_step = max(1, chunk // self.views)
         with tqdm(total=len(self.entries), desc=f"read {self.root.name}", unit="img",
                   disable=not self.show_progress) as bar:
@@ -328,7 +339,7 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, Callable[[], bytes]]
 
 def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, size=32,
                       classes: list[str] | None = None, show_progress: bool = True,
-                      centre_crop: dict | None = None, lazy: bool = False) -> ImageSet:
+                      centre_crop: dict | None = None, lazy: bool = False, config_key: str | None = None) -> ImageSet:
     """Read ``root/<class name>/*.png|jpg`` (or loose images when unlabelled).
 
     Labels index ``classes``: by default CIFAR-10's names, or with ``labelled=True`` the sorted folder names.
@@ -337,7 +348,8 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
     ``cifar10-jpeg.tar.gz/cifar10-jpeg/train``. ``centre_crop`` (``crop_plan``'s settings) resizes the shorter
     side and cuts centre crops instead of resizing whole images (ImageNet's evaluation); with several ``views``
     each file gives that many images in a row, all with its label. ``lazy=True``: the images are a
-    ``FolderImages``, decoded a chunk at a time when the set is written (a dataset split of any size).
+    ``FolderImages``, decoded a chunk at a time when the set is written (a dataset split of any size); its
+    errors then start with ``config_key``.
     """
     root = Path(root)
     entries = list(_folder_entries(root))
@@ -368,7 +380,7 @@ def read_image_folder(root: str | os.PathLike, *, labelled: bool | None = None, 
             image_shape = ((size, size) if isinstance(size, int) else tuple(size)) + (3,)
         else:
             image_shape = decode_image(entries[0][2](), entries[0][1], None).shape
-        images = FolderImages(root, entries, size, plan, image_shape, show_progress)
+        images = FolderImages(root, entries, size, plan, image_shape, show_progress, config_key)
         labels = np.full(len(images), UNLABELLED, dtype=np.int64)
         if labelled:
             labels[:] = [classes.index(label_dir) for label_dir, _, _ in entries for _ in range(views)]
@@ -422,8 +434,10 @@ def dataset_classes(source: dict) -> list[str]:
     return classes
 
 
-def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True) -> ImageSet:
-    """Load one CIFAR-10 split as configured under ``data`` in the config."""
+def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_progress: bool = True,
+               config_key: str | None = None) -> ImageSet:
+    """Load one CIFAR-10 split as configured under ``data`` in the config (``config_key``: the key a folder's
+    errors name, by default ``data.folders.<split>``)."""
     kind = source.get("source", "download")
     if kind == "download":
         tarball = download(source.get("url", CIFAR10_URL), Path(cache_dir).expanduser() / "cifar-10-python.tar.gz",
@@ -441,9 +455,13 @@ def load_split(source: dict, split: str, cache_dir: str | os.PathLike, show_prog
         if split not in folders:
             raise DataError(f"data.folders.{split} is not set (an ImageFolder tree for the {split} split)")
         size = source.get("size")
-        image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
-                                      size=tuple(size) if isinstance(size, list) else size,
-                                      show_progress=show_progress, centre_crop=source.get("centre_crop"), lazy=True)
+        try:
+            image_set = read_image_folder(folders[split], labelled=True, classes=dataset_classes(source),
+                                          size=tuple(size) if isinstance(size, list) else size,
+                                          show_progress=show_progress, centre_crop=source.get("centre_crop"),
+                                          lazy=True, config_key=config_key or f"data.folders.{split}")
+        except DataError as error:
+            raise DataError(f"{config_key or f'data.folders.{split}'}: {error}") from None
     else:
         raise DataError(f"data.source {kind!r} is not one of download, local, folder")
     limit = source.get("limit", {}).get(split) if isinstance(source.get("limit"), dict) else None

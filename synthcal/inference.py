@@ -56,7 +56,7 @@ def compile_model(model: str | os.PathLike | ov.Model, precision_hint: str = "f3
     if num_streams:
         config["NUM_STREAMS"] = num_streams
     core = ov.Core()
-    source = model if isinstance(model, ov.Model) else core.read_model(str(model))
+    source = model if isinstance(model, ov.Model) else read_ir(model)
     if uint8_images:
         source = with_uint8_images(source.clone())
     return core.compile_model(source, device, config)
@@ -69,6 +69,23 @@ def batch_within(batch_size: int, height: int, width: int, pixels: int) -> int:
     """``batch_size`` capped so one batch holds at most ``pixels`` input pixels (at least one image): a batch size
     set for 32-px inputs would need 49× the memory at 224 px."""
     return max(1, min(int(batch_size), int(pixels) // (int(height) * int(width))))
+
+
+class IRError(RuntimeError):
+    """An intermediate IR (``results/…/*.xml`` with its ``.bin``) that OpenVINO cannot read."""
+
+
+def read_ir(xml_path: str | os.PathLike) -> ov.Model:
+    """``Core.read_model``, its multi-line error reduced to one line naming the file (a damaged intermediate is
+    rebuilt by deleting it and running again)."""
+    try:
+        return ov.Core().read_model(str(xml_path))
+    except RuntimeError as error:
+        lines = [line.strip() for line in str(error).splitlines()
+                 if line.strip() and not line.startswith(("Exception from", "Check "))]
+        reason = lines[-1] if lines else str(error).strip().splitlines()[0]
+        raise IRError(f"{xml_path} (with its .bin) is not a readable OpenVINO IR: {reason} Delete it and run "
+                      "again to rebuild it.") from None
 
 
 def fixed_batch(model: ov.CompiledModel | ov.Model) -> int | None:

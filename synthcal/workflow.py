@@ -54,6 +54,16 @@ def check_names(config: dict) -> None:
                 raise ConfigError(f"{section} key {name!r}: {problem}")
 
 
+NO_JOB_OPTIONS = ("--unlock", "--lint", "--cleanup-metadata", "--cm", "--list-rules", "--list-target-rules")
+
+
+def runs_no_job(argv=None) -> bool:
+    """Whether this Snakemake invocation executes no job and builds no DAG (``--unlock``, ``--lint``, ...): the
+    Snakefile then resolves models without importing user code (``synthcal.models.allow_user_code``). Snakemake
+    parses the Snakefile the same way in every mode, so its command line is the only place that says."""
+    return any(arg.split("=", 1)[0] in NO_JOB_OPTIONS for arg in (sys.argv if argv is None else argv))
+
+
 def default_configfile(snakefile_dir: str | os.PathLike) -> str:
     """The study's base config: ``config.yaml`` in the working directory, else the one beside the Snakefile
     (``snakemake -s checkout/Snakefile`` run elsewhere), said on stderr. Snakemake would silently skip a missing
@@ -448,6 +458,20 @@ class Study:
                 f"{RESULTS}/report/index.html"] + self.auto_oracle_csv()
 
     # method `auto` (synthcal/quantization/auto.py): candidates scored on held-out synthetic images, then the oracle
+    def checked_ignored_scope(self, wildcards) -> list[str]:
+        """Input function of rule quantize (no input of its own): where the model's FP32 IR is there already (a
+        rerun), the method's ``ignored_scope`` must name its layers, before Snakemake deletes the cell's outputs."""
+        from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope, ir_layer_names
+
+        scope = (self.config["methods"].get(wildcards.method) or {}).get("ignored_scope")
+        xml = f"{RESULTS}/models/{wildcards.model}/fp32.xml"
+        if scope and Path(xml).is_file():
+            try:
+                check_ignored_scope(wildcards.method, scope, ir_layer_names(xml), xml)
+            except IgnoredScopeError as error:
+                raise ConfigError(str(error)) from None
+        return []
+
     def auto_methods(self) -> list[str]:
         """Defined method names with ``algorithm: auto``."""
         return [name for name, method in (self.config.get("methods") or {}).items()
@@ -458,20 +482,22 @@ class Study:
         return "|".join(re.escape(name) for name in self.auto_methods()) or "(?!)"
 
     def check_auto_methods(self) -> None:
-        """Every selected auto method: its candidates, a holdout set that is synthetic and not a study set, and a
-        ``real_holdout`` (where given) that is real data and not a study set."""
+        """Every auto method, selected or not: its candidates, a holdout set that is synthetic (and, where selected,
+        not a study set), and a ``real_holdout`` (where given) that is real data (and not a study set)."""
         from synthcal.quantization.auto import AutoMethodError, check_auto_method
 
-        for name in set(self.auto_methods()) & set(self.methods):
+        for name in self.auto_methods():  # every auto entry, selected or not; the study's sets only where selected
             method = self.config["methods"][name]
+            selected = name in self.methods
             try:
-                check_auto_method(name, method, self.config.get("calibration") or {}, self.calibrations)
+                check_auto_method(name, method, self.config.get("calibration") or {},
+                                  self.calibrations if selected else [])
                 for key in ("holdout", "real_holdout"):
                     if method.get(key):
                         check_entry(method[key], self.config["calibration"][method[key]])
             except (AutoMethodError, CalibrationError) as error:
                 raise ConfigError(str(error)) from None
-            if self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
+            if selected and self.config["calibration"][method["holdout"]]["kind"] in MODEL_SPECIFIC_KINDS:
                 for model in dict.fromkeys(m for m, _, q in self._cells if q == name):
                     if not self.model_spec(model).has_torch:
                         raise ConfigError(f"methods.{name}.holdout {method['holdout']!r} inverts a PyTorch network, "
@@ -532,15 +558,15 @@ class Study:
 
     # the side environment (synthcal/sideenv.py): POT methods and the Datumaro fractal backend
     def _check_side_env_entries(self) -> None:
-        """Every ``engine: pot`` method and each selected ``backend: datumaro`` set, before any job."""
+        """Every ``engine: pot`` method and every ``backend: datumaro`` set, selected or not, before any job."""
         from synthcal.calibration.datumaro_fractal import DatumaroError, check_datumaro_spec
         from synthcal.quantization.pot import PotError, check_pot_method
 
         try:
             for name in self.methods_of_engine("pot"):
                 check_pot_method(name, self.config["methods"][name])
-            for name in set(self.datumaro_sets()) & set(self.calibrations):
-                check_datumaro_spec(name, self.config["calibration"][name])
+            for name in self.datumaro_sets():  # every entry; its files only where selected
+                check_datumaro_spec(name, self.config["calibration"][name], files=name in self.calibrations)
         except (PotError, DatumaroError) as error:
             raise ConfigError(str(error)) from None
 
@@ -681,13 +707,14 @@ def _must_exist(path, key: str, archive_ok: bool = False) -> None:
 @contextlib.contextmanager
 def job(snakemake):
     """Run a workflow script's body with stdout/stderr (progress bars, NNCF logs) in the rule's log file."""
-    from synthcal.cluster.cores import claim_cores
-    from synthcal.cluster.runguard import watch_run
+    from synthcal.cluster.cores import CoreLockError, claim_cores
 
-    watch_run()  # a local job ends when the run that started it is killed (no duplicate beside a rerun)
     log_path = snakemake.log[0] if snakemake.log else None
     threads = int(getattr(snakemake, "threads", 1) or 1)
-    claim_cores(threads)  # before OpenVINO or torch start their thread pools
+    try:
+        claim_cores(threads)  # before OpenVINO or torch start their thread pools
+    except CoreLockError as error:
+        sys.exit(f"synthcal: {error}")
     # torch reads OMP_NUM_THREADS when imported; jobs that only run IRs never import it (about 1.3 s each)
     os.environ.setdefault("OMP_NUM_THREADS", str(threads))
     if "torch" in sys.modules:

@@ -338,6 +338,95 @@ def test_unselected_calibration_entries_are_checked_too(base_config):
         Study(config)
 
 
+def test_unselected_methods_and_datumaro_sets_are_checked_too(base_config):
+    from synthcal.workflow import ConfigError, Study
+
+    config = copy.deepcopy(base_config)
+    config["study"]["calibration"] = ["noise"]
+    config["study"]["methods"] = ["accuracy_aware"]
+    Study(copy.deepcopy(config))
+    unused_auto = copy.deepcopy(config)
+    unused_auto["methods"]["auto_unused"] = {"algorithm": "auto", "holdout": "cifar10"}  # real images: refused
+    with pytest.raises(ConfigError, match="methods.auto_unused.holdout 'cifar10' is kind cifar10: real images"):
+        Study(unused_auto)
+    unused_datumaro = copy.deepcopy(config)
+    unused_datumaro["calibration"]["fractal_dm"] = {"kind": "fractal", "backend": "datumaro", "seed": 3}
+    with pytest.raises(ConfigError, match="calibration.fractal_dm.seed: Datumaro's generator"):
+        Study(unused_datumaro)
+
+
+def test_unlock_and_lint_do_not_import_user_factories(base_config, tmp_path):
+    marker = tmp_path / "imported"
+    factory = tmp_path / "their_net.py"
+    factory.write_text(f"open({str(marker)!r}, 'a').write('imported\\n')\n"
+                       "import torch\n\n\ndef make():\n"
+                       "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 8 * 8, 10))\n")
+    checkpoint = tmp_path / "their_net.pt"
+    checkpoint.write_bytes(b"")
+    config = copy.deepcopy(base_config)
+    config["models"]["mine"] = {"kind": "torch", "factory": f"{factory}:make", "checkpoint": {"path": str(checkpoint)},
+                                "input": {"size": [8, 8]}}
+    config["study"] = {"models": ["mine"], "calibration": ["noise"], "methods": ["default"]}
+    configfile = tmp_path / "mine.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    for mode in ("--unlock", "--lint"):
+        run = subprocess.run([sys.executable, "-m", "snakemake", mode, "--cores", "1", "--configfile", str(configfile)],
+                             cwd=REPO, capture_output=True, text=True, timeout=180)
+        assert run.returncode == 0 or mode == "--lint", run.stderr[-3000:]
+        assert not marker.exists(), f"{mode} imported the factory"
+    dry = _dry_run(configfile)  # a run that may execute jobs resolves the model: the factory is imported
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert marker.read_text() == "imported\n"
+
+
+def _tiny_ir(path) -> list[str]:
+    import numpy as np
+    import openvino as ov
+    import openvino.opset13 as ops
+
+    x = ops.parameter([1, 3, 8, 8], np.float32, name="pixels")
+    conv = ops.convolution(x, ops.constant(np.ones((4, 3, 3, 3), np.float32)), [1, 1], [1, 1], [1, 1], [1, 1])
+    conv.set_friendly_name("stem/conv")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ov.save_model(ov.Model([ops.relu(conv)], [x]), str(path))
+    return [op.get_friendly_name() for op in ov.Core().read_model(str(path)).get_ordered_ops()]
+
+
+def test_ignored_scope_names_and_patterns_are_checked_against_the_ir(tmp_path):
+    from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope, ir_layer_names
+
+    names = _tiny_ir(tmp_path / "fp32.xml")
+    assert ir_layer_names(tmp_path / "fp32.xml") == names and "stem/conv" in names
+    check_ignored_scope("m", {"names": ["stem/conv"], "patterns": ["stem/.*"], "types": ["Nothing"]}, names, "ir")
+    check_ignored_scope("m", {"names": ["conv99"], "validate": False}, names, "ir")  # NNCF's own switch
+    with pytest.raises(IgnoredScopeError, match=r"methods.m.ignored_scope.names: 'conv99' is not a layer of ir; "):
+        check_ignored_scope("m", {"names": ["conv99"]}, names, "ir")
+    with pytest.raises(IgnoredScopeError, match=r"methods.m.ignored_scope.patterns: 'head\.\*' matches no layer"):
+        check_ignored_scope("m", {"patterns": ["head.*"]}, names, "ir")
+
+
+def test_an_unknown_ignored_scope_layer_fails_before_the_cells_outputs_are_touched(base_config, tmp_path):
+    config = copy.deepcopy(base_config)
+    config["methods"]["scoped"] = {"algorithm": "default", "ignored_scope": {"names": ["conv99"]}}
+    config["study"] = {"models": ["resnet20"], "calibration": ["noise"], "methods": ["scoped"]}
+    configfile = tmp_path / "scoped.yaml"
+    configfile.write_text(yaml.safe_dump(config, sort_keys=False))
+    workdir = tmp_path / "work"
+    _tiny_ir(workdir / "results/models/resnet20/fp32.xml")  # the FP32 IR of an earlier run
+    cell = workdir / "results/quantized/resnet20/noise/scoped"
+    cell.mkdir(parents=True)
+    for name in ("int8.xml", "int8.bin", "quantize.json"):
+        (cell / name).write_text("previous")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "--cores", "1", "-d", str(workdir), "--forcerun",
+                          "quantize", "results/quantized/resnet20/noise/scoped/int8.xml", "--configfile",
+                          str(REPO / "config.yaml"), str(configfile)], cwd=REPO, capture_output=True, text=True,
+                         timeout=180)
+    assert run.returncode != 0
+    assert "methods.scoped.ignored_scope.names: 'conv99' is not a layer of results/models/resnet20/fp32.xml" in (
+        run.stdout + run.stderr), run.stderr[-3000:]
+    assert all((cell / name).read_text() == "previous" for name in ("int8.xml", "int8.bin", "quantize.json"))
+
+
 def test_folder_set_digest_sees_a_replaced_image_with_an_older_mtime(base_config, tmp_path, monkeypatch):
     """cp -p / rsync -t put back an older mtime; the rule's params (this digest) still change, so the set rebuilds."""
     import shutil

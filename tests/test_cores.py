@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -83,3 +84,53 @@ def test_a_job_that_may_use_every_core_is_not_pinned(tmp_path):
     assert got["cores"] is None
     assert len(got["affinity"]) == CORES
     assert not list(tmp_path.iterdir())  # took no lock
+
+
+def test_the_lock_folder_is_per_user_runtime_or_cache_never_a_fixed_tmp_name(tmp_path, monkeypatch):
+    from synthcal.cluster.cores import LOCK_DIR_VARIABLE, lock_dir
+
+    monkeypatch.delenv(LOCK_DIR_VARIABLE, raising=False)
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path / "run"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert lock_dir().parent == tmp_path / "home" / ".cache" / "synthcal"  # no runtime folder: the cache
+    (tmp_path / "run").mkdir(mode=0o700)
+    assert lock_dir() == tmp_path / "run" / "synthcal-cores"
+
+
+def test_the_lock_folder_is_made_0700_and_a_symlinked_loose_or_foreign_one_is_refused(tmp_path):
+    from synthcal.cluster.cores import CoreLockError, open_private_dir
+
+    made = tmp_path / "made"
+    os.close(open_private_dir(made))
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700
+    target = tmp_path / "elsewhere"
+    target.mkdir(mode=0o700)
+    (tmp_path / "link").symlink_to(target)
+    with pytest.raises(CoreLockError, match="link is a symlink"):
+        open_private_dir(tmp_path / "link")
+    loose = tmp_path / "loose"
+    loose.mkdir()
+    loose.chmod(0o777)
+    with pytest.raises(CoreLockError, match=r"loose is writable by group or others \(mode 0777\)"):
+        open_private_dir(loose)
+    if os.getuid() == 0:  # only root can give a folder away
+        foreign = tmp_path / "foreign"
+        foreign.mkdir(mode=0o700)
+        os.chown(foreign, 4321, 4321)
+        with pytest.raises(CoreLockError, match="foreign belongs to uid 4321, not to you"):
+            open_private_dir(foreign)
+
+
+@needs_two
+def test_a_symlinked_lock_file_is_not_followed(tmp_path):
+    from synthcal.cluster.cores import CoreLockError, claim_cores
+
+    folder = tmp_path / "locks"
+    folder.mkdir(mode=0o700)
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    for cpu in os.sched_getaffinity(0):
+        (folder / f"cpu{cpu}.lock").symlink_to(victim)
+    with pytest.raises(CoreLockError, match="is a symlink; remove it"):
+        claim_cores(1, folder)
+    assert victim.read_text() == "keep"

@@ -121,3 +121,13 @@ def test_a_quantize_job_never_imports_torch_and_writes_the_bytes_it_writes_with_
         assert f"torch loaded: {label == 'with'}" in done.stdout
         weights[label] = xml.with_suffix(".bin").read_bytes()
     assert weights["without"] == weights["with"]
+
+
+def test_an_unknown_ignored_scope_layer_is_named_before_nncf_runs(fp32_xml, calibration, tmp_path):
+    from synthcal.quantization.nncf_engine import QuantizationError
+
+    method = {**METHOD, "ignored_scope": {"names": ["conv99"]}}
+    with pytest.raises(QuantizationError, match=rf"methods.scoped.ignored_scope.names: 'conv99' is not a layer of "
+                                                rf"{fp32_xml}; its layers include "):
+        quantize_model(fp32_xml, calibration, "scoped", method, tmp_path / "int8.xml", tmp_path / "quantize.json")
+    assert not list(tmp_path.iterdir())

@@ -114,38 +114,6 @@ def test_no_slurm_controller_names_the_way_out_and_finished_runs_are_not_asked_a
     assert earlier_slurm_runs(tmp_path / ".snakemake", current_logs=[current]) == []
 
 
-JOB = textwrap.dedent("""
-    import sys, time
-    from synthcal.cluster.runguard import watch_run
-    print(watch_run(sys.argv[1], interval=0.2), flush=True)
-    time.sleep(60)
-""")
-
-
-def test_a_local_job_ends_when_the_run_that_started_it_is_killed(tmp_path):
-    """kill -9 of Snakemake alone: its local jobs stop by themselves, so a rerun does not run them twice."""
-    holder = _hold(tmp_path / ".snakemake")  # the run
-    job = subprocess.Popen([sys.executable, "-c", JOB, str(tmp_path / ".snakemake")], stdout=subprocess.PIPE,
-                           stderr=subprocess.PIPE, text=True)
-    try:
-        assert job.stdout.readline().strip() == str(holder.pid)  # it watches the run holding the lock
-        time.sleep(0.5)
-        assert job.poll() is None  # the run lives: the job goes on
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-        assert job.wait(timeout=10) == -signal.SIGTERM
-        assert f"(pid {holder.pid}) is gone" in job.stderr.read()
-    finally:
-        for process in (holder, job):
-            if process.poll() is None:
-                process.kill()
-                process.wait()
-    # no guarded run (a dry run, --no-hooks): nothing to watch
-    unguarded = subprocess.run([sys.executable, "-c", JOB.replace("time.sleep(60)", ""), str(tmp_path / ".snakemake")],
-                               capture_output=True, text=True, timeout=60)
-    assert unguarded.stdout.strip() == "None", unguarded.stderr
-
-
 def _squeue_answers() -> bool:
     try:
         return subprocess.run(["squeue", "--noheader"], capture_output=True, timeout=30).returncode == 0

@@ -1,3 +1,7 @@
+from synthcal.cluster.jobwatch import guard_job
+
+guard_job(snakemake)  # first: the job ends with its run, never beside an orphan of itself
+
 from synthcal.evaluation.evaluation_sets import load_evaluation_set
 from synthcal.io import save_image_set
 from synthcal.workflow import job

@@ -40,8 +40,9 @@ class DatumaroError(ValueError):
     """A ``backend: datumaro`` set that cannot be built as configured; the message names the key."""
 
 
-def check_datumaro_spec(name: str, spec: dict) -> None:
-    """What a ``backend: datumaro`` fractal entry may say (checked before any job and again in the job)."""
+def check_datumaro_spec(name: str, spec: dict, files: bool = True) -> None:
+    """What a ``backend: datumaro`` fractal entry may say (checked before any job and again in the job); ``files``:
+    also that ``model_dir`` holds the colouriser."""
     key = f"calibration.{name}"
     if spec.get("kind") != "fractal":
         raise DatumaroError(f"{key}.backend: datumaro is a backend of the fractal kind only")
@@ -52,7 +53,7 @@ def check_datumaro_spec(name: str, spec: dict) -> None:
         raise DatumaroError(f"{key}.colorization: palette is synthcal's NumPy colouring; the datumaro backend uses "
                             "Datumaro's learned colouriser from model_dir (or none without model_dir)")
     if spec.get("model_dir"):
-        missing = missing_colouriser_files(spec["model_dir"])
+        missing = missing_colouriser_files(spec["model_dir"]) if files else []
         if missing:
             raise DatumaroError(f"{key}.model_dir {spec['model_dir']} lacks {', '.join(missing)} (the Caffe "
                                 "colouriser Datumaro would download); add them, or drop model_dir to skip it")

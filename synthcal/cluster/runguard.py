@@ -26,13 +26,12 @@ import fcntl
 import os
 import re
 import shutil
-import signal
 import socket
 import sys
-import threading
 import time
 from pathlib import Path
 
+from synthcal.cluster.jobwatch import RUN_VARIABLE
 from synthcal.cluster.slurm import SlurmQueryError, live_jobs
 
 LOCK_NAME = "synthcal-run.lock"
@@ -114,48 +113,9 @@ def refuse_orphans(run_ids, snakemake_dir: str | os.PathLike | None = None) -> N
             f"into it. Cancel them ({cancel}) or wait until squeue no longer lists them, then run again.")
 
 
-def watch_run(snakemake_dir: str | os.PathLike = ".snakemake", interval: float = 2.0) -> int | None:
-    """In a local job: end this job (SIGTERM) soon after the Snakemake run that holds the directory's lock dies.
-
-    A hard-killed Snakemake (SIGKILL) leaves its local jobs running, and a rerun would start the same jobs beside
-    them. The holder's pid is in the lock file; a daemon thread checks every ``interval`` seconds that it lives.
-    Returns the pid watched, or None: no guarded run holds the lock (dry runs, ``--no-hooks``), the holder is on
-    another host, or this is a SLURM job (those are found and cancelled by ``refuse_orphans``).
-    """
-    path = Path(snakemake_dir) / LOCK_NAME
-    if os.environ.get("SLURM_JOB_ID") or not path.is_file():
-        return None
-    with open(path) as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:  # a run holds it: the one that started this job
-            holder = re.match(r"pid (\d+) on (\S+),", handle.read())
-        else:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            return None
-    if not holder or holder.group(2) != socket.gethostname():
-        return None
-    pid = int(holder.group(1))
-
-    def watch() -> None:
-        while True:
-            time.sleep(interval)
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                print(f"synthcal: the Snakemake run that started this job (pid {pid}) is gone; stopping the job",
-                      file=sys.stderr, flush=True)
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
-            except PermissionError:  # alive, another user's
-                pass
-
-    threading.Thread(target=watch, name="synthcal-run-watch", daemon=True).start()
-    return pid
-
-
 def guard_run(workflow) -> None:
     """The Snakefile's onstart: claim the working directory, then look for orphaned SLURM jobs of earlier runs."""
     claim_workdir(workflow.persistence.path)
+    os.environ[RUN_VARIABLE] = f"{os.getpid()}@{os.uname().nodename}"  # the jobs' watch (cluster/jobwatch.py)
     refuse_orphans(earlier_slurm_runs(workflow.persistence.path, current_logs=workflow.logger_manager.get_logfile()),
                    workflow.persistence.path)

@@ -8,7 +8,7 @@ import time
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits
+from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits, read_ir
 from synthcal.io import ImageSet, atomic_path, write_json
 
 
@@ -57,7 +57,7 @@ def evaluate_ir(xml_path: str | os.PathLike, test_set: ImageSet, *, precision_hi
     """
     from synthcal.models.preprocessing import ir_input_size, resize_images, resize_policy
 
-    model = ov.Core().read_model(str(xml_path))
+    model = read_ir(xml_path)
     size, policy = ir_input_size(model), resize_policy(model)
     images = resize_images(test_set.images, size, policy)
     batch_size = batch_within(batch_size, *size, REQUEST_PIXELS)

@@ -37,7 +37,8 @@ def data_source(spec: dict) -> tuple[dict, str]:
 def load_evaluation_set(name: str, spec: dict, cache_dir: str | os.PathLike, show_progress: bool = True) -> ImageSet:
     """Read one ``evaluation.sets`` entry; its provenance records the set's name and whether it is lossy."""
     data, split = data_source(spec)
-    image_set = load_split(data, split, cache_dir, show_progress=show_progress)
+    image_set = load_split(data, split, cache_dir, show_progress=show_progress,
+                           config_key=f"evaluation.sets.{name}.path")
     if not image_set.labelled:
         raise ValueError(f"evaluation.sets.{name}: every image needs a label (class folders named after the classes)")
     image_set.provenance.update({"name": name, "lossy": bool(spec.get("lossy", False))})

@@ -111,10 +111,9 @@ def _runtime_properties(compiled) -> dict:
 def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = DEFAULT_REPEATS,
              batch_size: int = 100, precision_hint: str = "f32", seed: int = 0, show_progress: bool = True) -> dict:
     """Time every IR of ``irs`` (``Study.timed_irs``) interleaved on uint8 NHWC ``images``; returns the record."""
-    import openvino as ov
     from tqdm import tqdm
 
-    from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits
+    from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits, read_ir
     from synthcal.models.preprocessing import ir_input_size, resize_images, resize_policy
 
     names = [ir["name"] for ir in irs]
@@ -125,7 +124,7 @@ def time_irs(model: str, irs: list[dict], images: np.ndarray, *, repeats: int = 
     started = time.perf_counter()
     compiled, inputs, resized = {}, {}, {}
     for ir in tqdm(irs, desc="compile", unit="IR", disable=not show_progress):
-        network = ov.Core().read_model(str(ir["xml"]))
+        network = read_ir(ir["xml"])
         key = (ir_input_size(network), resize_policy(network))  # all IRs of a model share it; resize once
         if key not in resized:
             resized[key] = resize_images(images, *key)

@@ -28,6 +28,15 @@ KIND_MODULES = {"zoo": "synthcal.models.zoo", "torch": "synthcal.models.pytorch"
 KINDS = tuple(KIND_MODULES)
 
 
+# False in runs that execute no job (snakemake --unlock, --lint): entries are resolved without importing or calling
+# user code (a torch model's factory), so their output count stays unknown (None)
+USER_CODE = {"allowed": True}
+
+
+def allow_user_code(allowed: bool) -> None:
+    USER_CODE["allowed"] = allowed
+
+
 class ModelConfigError(ValueError):
     """A ``models.<name>`` entry that cannot work; the message names the key."""
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from synthcal.io import atomic_path, file_digest
-from synthcal.models.checkpoint import CheckpointError, load_state_dict_file
+from synthcal.models.checkpoint import CheckpointError, load_state_dict_file, load_strict
 from synthcal.models.cifar_zoo import build_model, zoo_info
 
 
@@ -88,9 +88,14 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
     provenance["sha256_expected"] = expected
     try:
         state_dict = load_state_dict_file(local, key=key)
-        build_model(architecture).load_state_dict(state_dict, strict=True)
-    except (CheckpointError, RuntimeError) as error:
-        raise WeightsError(f"{key}: {local} does not fit {architecture}: {error}") from error
+    except CheckpointError as error:
+        raise WeightsError(f"{key}: {local} does not fit {architecture}: {error}") from None
+    try:  # worded as for kind torch: a few missing, unexpected and mis-shaped keys, counted, in one line
+        load_strict(build_model(architecture), state_dict, key)
+    except CheckpointError as error:
+        reason = str(error).split(" does not fit the network: ", 1)[-1].split("; try ", 1)[0]
+        raise WeightsError(f"{key}: {local} does not fit {architecture}: {reason}; is it another network's "
+                           "checkpoint? (the zoo's networks: synthcal/models/model_zoo.json)") from None
     with atomic_path(out_path) as tmp:
         shutil.copyfile(local, tmp)
     return provenance

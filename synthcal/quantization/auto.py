@@ -268,7 +268,7 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
     """
     import openvino as ov
 
-    from synthcal.inference import compile_model, infer_logits
+    from synthcal.inference import compile_model, infer_logits, read_ir
     from synthcal.models.export import save_ir
     from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
     from synthcal.quantization.nncf_engine import nncf
@@ -279,7 +279,7 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
     if len(calibration) == 0 or len(holdout) == 0:
         raise AutoMethodError(f"methods.{method_name}: the calibration set and the holdout set need images "
                                 f"(got {len(calibration)} and {len(holdout)})")
-    model = ov.Core().read_model(str(fp32_xml))
+    model = read_ir(fp32_xml)
     start = time.perf_counter()
     fp32_logits = infer_logits(compile_model(model, precision_hint), holdout.images)
     reference_seconds = time.perf_counter() - start

@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 import openvino as ov
 
-from synthcal.inference import batch_within, compile_model, fixed_batch, infer_logits, to_model_input
+from synthcal.inference import batch_within, compile_model, fixed_batch, infer_logits, read_ir, to_model_input
 from synthcal.io import ImageSet, write_json
 from synthcal.models.export import save_ir
+from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope
 from synthcal.quantization.ir import fake_quantize_count, float_compute_layers
 
 
@@ -136,7 +137,12 @@ def quantize_model(fp32_xml: str | os.PathLike, calibration: ImageSet, method_na
         raise QuantizationError(f"methods.{method_name}.algorithm {algorithm!r} is not one of {ALGORITHMS}")
     if len(calibration) == 0:
         raise QuantizationError("the calibration set is empty")
-    model = ov.Core().read_model(str(fp32_xml))
+    model = read_ir(fp32_xml)
+    try:  # in NNCF's place, in words naming the key
+        check_ignored_scope(method_name, method.get("ignored_scope"),
+                            [op.get_friendly_name() for op in model.get_ordered_ops()], str(fp32_xml))
+    except IgnoredScopeError as error:
+        raise QuantizationError(str(error)) from None
     if fixed_batch(model):  # an IR that keeps an ONNX graph's fixed batch (issue 35): one image per item
         if fixed_batch(model) != 1 or int(method.get("batch_size", 1)) != 1:
             raise QuantizationError(f"methods.{method_name}: the FP32 IR {fp32_xml} has a fixed batch of "
