@@ -8,6 +8,8 @@ wildcard_constraints:
 
 rule evaluation_set:
     """An extra labelled test set from `evaluation.sets` (e.g. the 10k lossy JPEG test images) as one image-set file."""
+    input:
+        sources=lambda w: study.evaluation_set_inputs(w.test_set),
     output:
         "results/data/eval/{test_set}.npz",
     params:
