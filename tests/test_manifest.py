@@ -11,7 +11,7 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_config import base_config as _offline_config  # noqa: F401 - fixture base_config (stand-in folders)
+from test_config import base_config  # noqa: F401 - the offline config with stand-in folders
 
 from synthcal import manifest
 from synthcal.workflow import ConfigError
@@ -104,11 +104,11 @@ def test_a_broken_previous_manifest_is_rebuilt(tree, tmp_path):
     assert len(found["files"]) == 3
 
 
-def test_study_declares_a_manifest_for_every_user_data_source(base_config, tmp_path, monkeypatch):
+def test_study_declares_a_manifest_for_every_user_data_source(request, tmp_path, monkeypatch):
     from synthcal.workflow import Study
 
     monkeypatch.chdir(tmp_path)
-    config = copy.deepcopy(base_config)
+    config = copy.deepcopy(request.getfixturevalue("base_config"))
     config["study"].update(methods=["accuracy_aware"], calibration=["folder_jpeg", "noise"])
     config["evaluation"]["sets"]["jpeg10k"]["path"] = str(tmp_path / "extra")
     (tmp_path / "extra" / "cat").mkdir(parents=True)
