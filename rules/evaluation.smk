@@ -37,6 +37,7 @@ rule evaluate_fp32_on_set:
     output:
         metrics="results/eval/{model}/fp32/sets/{test_set}/metrics.json",
         predictions="results/eval/{model}/fp32/sets/{test_set}/predictions.npz",
+        timing="results/eval/{model}/fp32/sets/{test_set}/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:
@@ -62,6 +63,7 @@ rule evaluate_int8_on_set:
     output:
         metrics="results/eval/{model}/{calib}/{method}/sets/{test_set}/metrics.json",
         predictions="results/eval/{model}/{calib}/{method}/sets/{test_set}/predictions.npz",
+        timing="results/eval/{model}/{calib}/{method}/sets/{test_set}/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:
