@@ -1,14 +1,14 @@
 """What a job read from the user's data: one JSON manifest per source (a folder, a tarball, a file).
 
 Jobs that read a folder dataset, an extra test set or a calibration folder take its manifest as their Snakemake
-input instead of the files themselves. A manifest lists every file by relative path with its size, mtime, ctime and
-sha256; the sha256 is read again only for files whose (size, mtime, ctime) changed since the previous manifest. It is
-written while the DAG is built and only when it changes:
-
-- a file added, removed, replaced or moved to another class folder: rewritten, new mtime, so what depends on it runs;
-- only the stat fields changed (``touch``, a copy or re-extraction with the same bytes): rewritten to keep the next
-  scan cheap, but its previous mtime is put back, so nothing re-runs;
-- nothing changed: left alone.
+input instead of the files themselves. A manifest lists every file by relative path with its size and sha256, and
+its bytes follow from those alone; it is brought up to date while the DAG is built and rewritten only when they
+change, so a file added, removed, replaced or moved to another class folder gives a newer input (what depends on it
+runs again), and an unchanged tree leaves it alone. Each file's (size, mtime, ctime) and digest are kept in a stat
+cache beside it (``.<name>.stats.json``): a file is read again only when one of those changed, and
+``touch`` or a copy with the same bytes rewrites the cache but not the manifest. Because the bytes are those of the
+content, Snakemake's own input checksum (files under ``--max-checksum-file-size``, 1 MB: a few thousand images)
+also sees an image put back as it was: nothing re-runs.
 """
 
 from __future__ import annotations
@@ -36,10 +36,8 @@ def source_files(path: str | os.PathLike, suffixes: tuple[str, ...] | None) -> t
     source = Path(os.path.expanduser(str(path)))
     if source.is_dir():
         if suffixes is None:
-            files = sorted(file for file in source.rglob("*") if file.is_file())
-        else:
-            files = image_files(source)
-        return source, files, ""
+            return source, sorted(file for file in source.rglob("*") if file.is_file()), ""
+        return source, image_files(source), ""
     archive = containing_archive(source)
     if archive is None:
         raise FileNotFoundError(source)
@@ -47,62 +45,69 @@ def source_files(path: str | os.PathLike, suffixes: tuple[str, ...] | None) -> t
     return archive.parent, [archive], inner
 
 
-def scan(path: str | os.PathLike, previous: dict | None = None, suffixes: tuple[str, ...] | None = None) -> dict:
-    """The manifest of ``path``; digests are taken from ``previous`` for files whose stat fields are unchanged."""
+def scan(path: str | os.PathLike, stats: dict | None = None,
+         suffixes: tuple[str, ...] | None = None) -> tuple[dict, dict]:
+    """(manifest, stat cache) of ``path``: a file's digest comes from ``stats`` while its size and times match."""
     base, files, inner = source_files(path, suffixes)
-    known = {entry[0]: entry for entry in (previous or {}).get("files", [])}
-    entries = []
+    stats = stats or {}
+    entries, new_stats = [], {}
     for file in files:
         relative = file.relative_to(base).as_posix()
         stat = file.stat()
         fields = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
-        old = known.get(relative)
-        digest = old[4] if old and old[1:4] == fields else file_digest(file)
-        entries.append([relative, *fields, digest])
-    return {"format": FORMAT, "source": str(path), "inner": inner,
-            "columns": ["path", "size", "mtime_ns", "ctime_ns", "sha256"], "files": entries}
+        known = stats.get(relative)
+        digest = known[3] if isinstance(known, list) and known[:3] == fields else file_digest(file)
+        new_stats[relative] = [*fields, digest]
+        entries.append([relative, stat.st_size, digest])
+    manifest = {"format": FORMAT, "source": str(path), "inner": inner, "columns": ["path", "size", "sha256"],
+                "files": entries}
+    return manifest, new_stats
 
 
-def content(manifest: dict | None) -> tuple | None:
-    """What a job's result depends on: the source, and each file's relative path and sha256 (not its stat)."""
-    if not manifest:
-        return None
-    return (manifest.get("source"), manifest.get("inner"),
-            tuple((entry[0], entry[4]) for entry in manifest.get("files", [])))
+def _read(path: Path):
+    try:
+        return json.loads(path.read_text()) if path.is_file() else None
+    except (OSError, ValueError):
+        return None  # unreadable: rebuilt
+
+
+def _write(path: Path, text: str) -> None:
+    """Atomic: a unique temporary file renamed over ``path`` (another process may write the same file)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def update(path: str | os.PathLike, manifest_path: str | os.PathLike, key: str,
-           suffixes: tuple[str, ...] | None = None) -> str:
-    """Write ``manifest_path`` for the source ``path`` (config key ``key``) when it changed (module docstring)."""
+           suffixes: tuple[str, ...] | None = None, stat_path: str | os.PathLike | None = None) -> str:
+    """Bring ``manifest_path`` (the source ``path``, config key ``key``) up to date; written only when its bytes
+    change. ``stat_path``: the stat cache (default: ``.<name>.stats.json`` beside the manifest)."""
     manifest_path = Path(manifest_path)
-    previous = None
-    if manifest_path.is_file():
-        try:
-            previous = json.loads(manifest_path.read_text())
-            if previous.get("format") != FORMAT:
-                previous = None
-        except (OSError, ValueError, AttributeError):
-            previous = None  # unreadable: scanned from scratch and written anew
+    stat_path = Path(stat_path or manifest_path.with_name(f".{manifest_path.stem}.stats.json"))
+    stats = _read(stat_path)
     try:
-        manifest = scan(path, previous, suffixes)
+        manifest, new_stats = scan(path, stats if isinstance(stats, dict) else None, suffixes)
     except FileNotFoundError:
         raise ManifestError(f"{key}: {path} does not exist") from None
     except OSError as error:
         raise ManifestError(f"{key}: cannot read {path}: {error}") from None
-    if manifest == previous:
-        return str(manifest_path)
-    keep_mtime = previous is not None and content(manifest) == content(previous)
-    old_stat = manifest_path.stat() if keep_mtime else None
-    manifest_path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{manifest_path.name}.", suffix=".part", dir=manifest_path.parent)
+    text = json.dumps(manifest, separators=(",", ":")) + "\n"
     try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(manifest, handle, separators=(",", ":"))
-        os.chmod(tmp, 0o644)
-        if old_stat is not None:  # same content: downstream jobs must not see a newer input
-            os.utime(tmp, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
-        os.replace(tmp, manifest_path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        unchanged = manifest_path.read_text() == text
+    except (OSError, UnicodeDecodeError):
+        unchanged = False
+    if not unchanged:
+        _write(manifest_path, text)
+    if new_stats != stats:
+        try:
+            _write(stat_path, json.dumps(new_stats, separators=(",", ":")))
+        except OSError:
+            pass  # only a cache: the next scan reads the files again
     return str(manifest_path)

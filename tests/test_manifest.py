@@ -29,19 +29,24 @@ def tree(tmp_path) -> Path:
 
 def _update(tree: Path, target: Path) -> tuple[int, dict]:
     """(mtime_ns of the manifest, its content) after an update, its mtime first pushed into the past so that a
-    rewrite with a new mtime is seen even within one clock tick."""
+    rewrite is seen even within one clock tick."""
     if target.exists():
         os.utime(target, ns=(1_000_000_000, 1_000_000_000))
     manifest.update(tree, target, "data.folders.test", (".png",))
     return target.stat().st_mtime_ns, json.loads(target.read_text())
 
 
-def test_manifest_lists_images_by_relative_path_size_mtime_and_digest(tree, tmp_path):
-    _, found = _update(tree, tmp_path / "m.json")
+def _stats(target: Path) -> dict:
+    return json.loads(target.with_name(f".{target.stem}.stats.json").read_text())
+
+
+def test_manifest_lists_images_by_relative_path_size_and_digest(tree, tmp_path):
+    target = tmp_path / "m.json"
+    _, found = _update(tree, target)
     assert [entry[0] for entry in found["files"]] == ["cat/0.png", "cat/1.png", "dog/2.png"]  # no notes.txt
-    path, size, mtime_ns, _, digest = found["files"][2]
-    assert size == 100 and mtime_ns == (tree / path).stat().st_mtime_ns
-    assert digest == hashlib.sha256(bytes([2]) * 100).hexdigest()
+    assert found["files"][2] == ["dog/2.png", 100, hashlib.sha256(bytes([2]) * 100).hexdigest()]
+    size, mtime_ns, _, digest = _stats(target)["dog/2.png"]  # the stat cache beside it
+    assert (size, mtime_ns, digest) == (100, (tree / "dog/2.png").stat().st_mtime_ns, found["files"][2][2])
 
 
 def test_unchanged_tree_is_not_rewritten_and_digests_are_reused(tree, tmp_path, monkeypatch):
@@ -54,7 +59,7 @@ def test_unchanged_tree_is_not_rewritten_and_digests_are_reused(tree, tmp_path, 
     assert read == [] and mtime == 1_000_000_000 and target.stat().st_ino == inode
 
 
-def test_touch_rewrites_the_stat_fields_but_keeps_the_old_mtime(tree, tmp_path, monkeypatch):
+def test_touch_reads_that_file_again_but_leaves_the_manifest(tree, tmp_path, monkeypatch):
     target = tmp_path / "m.json"
     _, before = _update(tree, target)
     os.utime(tree / "cat" / "1.png", ns=(5 * 10**18, 5 * 10**18))
@@ -62,29 +67,36 @@ def test_touch_rewrites_the_stat_fields_but_keeps_the_old_mtime(tree, tmp_path, 
     digest = manifest.file_digest
     monkeypatch.setattr(manifest, "file_digest", lambda path: read.append(Path(path).name) or digest(path))
     mtime, after = _update(tree, target)
-    assert read == ["1.png"]  # only the changed file is read again
-    assert after != before and manifest.content(after) == manifest.content(before)
-    assert mtime == 1_000_000_000  # downstream jobs see no newer input
+    assert read == ["1.png"] and after == before and mtime == 1_000_000_000  # no newer input downstream
+    assert _stats(target)["cat/1.png"][1] == 5 * 10**18
 
 
 @pytest.mark.parametrize("change", ["delete", "add", "relabel", "replace_with_older_copy"])
-def test_a_change_of_content_gives_a_new_mtime(tree, tmp_path, change):
+def test_a_change_of_content_rewrites_it_and_putting_it_back_restores_its_bytes(tree, tmp_path, change):
     target = tmp_path / "m.json"
-    _, before = _update(tree, target)
+    _update(tree, target)
+    original = target.read_bytes()
+    image = tree / "cat" / "1.png"
+    saved = image.read_bytes()
     if change == "delete":
-        (tree / "cat" / "0.png").unlink()
+        image.unlink()
     elif change == "add":
         (tree / "dog" / "3.png").write_bytes(b"\x03" * 100)
     elif change == "relabel":
-        (tree / "cat" / "1.png").rename(tree / "dog" / "1.png")
+        image.rename(tree / "dog" / "1.png")
     else:  # cp -p of a same-size file with an older mtime (what rsync -t and cp -p do)
         replacement = tmp_path / "older.png"
         replacement.write_bytes(b"\x09" * 100)
-        old = (tree / "cat" / "1.png").stat().st_mtime_ns - 3600 * 10**9
+        old = image.stat().st_mtime_ns - 3600 * 10**9
         os.utime(replacement, ns=(old, old))
-        shutil.copy2(replacement, tree / "cat" / "1.png")
-    mtime, after = _update(tree, target)
-    assert manifest.content(after) != manifest.content(before) and mtime > 1_000_000_000
+        shutil.copy2(replacement, image)
+    mtime, _ = _update(tree, target)
+    assert target.read_bytes() != original and mtime > 1_000_000_000
+    for leftover in (tree / "dog" / "3.png", tree / "dog" / "1.png"):
+        leftover.unlink(missing_ok=True)
+    image.write_bytes(saved)  # put back (new times): the same bytes, which Snakemake's input checksum sees
+    _update(tree, target)
+    assert target.read_bytes() == original
 
 
 def test_a_folder_inside_a_tarball_is_tracked_by_the_tarball(tree, tmp_path):
@@ -97,11 +109,14 @@ def test_a_folder_inside_a_tarball_is_tracked_by_the_tarball(tree, tmp_path):
     assert found["inner"] == "images/cat" and [entry[0] for entry in found["files"]] == ["images.tar.gz"]
 
 
-def test_a_broken_previous_manifest_is_rebuilt(tree, tmp_path):
+def test_a_broken_manifest_or_stat_cache_is_rebuilt(tree, tmp_path):
     target = tmp_path / "m.json"
     target.write_text("{not json")
     _, found = _update(tree, target)
     assert len(found["files"]) == 3
+    target.with_name(".m.stats.json").write_text("[1, 2")
+    mtime, again = _update(tree, target)
+    assert again == found and mtime == 1_000_000_000 and len(_stats(target)) == 3
 
 
 def test_study_declares_a_manifest_for_every_user_data_source(request, tmp_path, monkeypatch):
