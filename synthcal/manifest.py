@@ -28,21 +28,39 @@ class ManifestError(ValueError):
     """A source that cannot be listed; the message names the config key."""
 
 
-def source_files(path: str | os.PathLike, suffixes: tuple[str, ...] | None) -> tuple[Path, list[Path], str]:
-    """(base folder, files, inner path) of a source: a directory's files (those with ``suffixes``, or all), or the
+def walk(root: str | os.PathLike, suffixes: tuple[str, ...] | None) -> list[tuple[str, os.stat_result]]:
+    """(relative posix path, stat) of every file under ``root`` with one of ``suffixes`` (None: all), sorted: the
+    files ``synthcal.data.image_files`` reads (symlinked folders are not entered), listed with one scandir pass."""
+    found, pending = [], [""]
+    while pending:
+        relative = pending.pop()
+        try:
+            with os.scandir(os.path.join(root, relative)) as entries:
+                for entry in entries:
+                    name = f"{relative}/{entry.name}" if relative else entry.name
+                    if entry.is_dir(follow_symlinks=False):
+                        pending.append(name)
+                    elif entry.is_file() and (suffixes is None or os.path.splitext(entry.name)[1].lower() in suffixes):
+                        found.append((name, entry.stat()))
+        except PermissionError:
+            continue
+    found.sort(key=lambda item: item[0])
+    return found
+
+
+def source_files(path: str | os.PathLike, suffixes: tuple[str, ...] | None) -> tuple[Path, list, str]:
+    """(base folder, [(relative path, stat)], inner path) of a source: a directory's files (``walk``), or the
     tarball a ``archive.tar.gz/inner/dir`` path points into (inner path given), or a single file."""
-    from synthcal.data import containing_archive, image_files
+    from synthcal.data import containing_archive
 
     source = Path(os.path.expanduser(str(path)))
     if source.is_dir():
-        if suffixes is None:
-            return source, sorted(file for file in source.rglob("*") if file.is_file()), ""
-        return source, image_files(source), ""
+        return source, walk(source, suffixes), ""
     archive = containing_archive(source)
     if archive is None:
         raise FileNotFoundError(source)
     inner = str(source.relative_to(archive)) if source != archive else ""
-    return archive.parent, [archive], inner
+    return archive.parent, [(archive.name, archive.stat())], inner
 
 
 def scan(path: str | os.PathLike, stats: dict | None = None,
@@ -51,12 +69,10 @@ def scan(path: str | os.PathLike, stats: dict | None = None,
     base, files, inner = source_files(path, suffixes)
     stats = stats or {}
     entries, new_stats = [], {}
-    for file in files:
-        relative = file.relative_to(base).as_posix()
-        stat = file.stat()
+    for relative, stat in files:
         fields = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns]
         known = stats.get(relative)
-        digest = known[3] if isinstance(known, list) and known[:3] == fields else file_digest(file)
+        digest = known[3] if isinstance(known, list) and known[:3] == fields else file_digest(base / relative)
         new_stats[relative] = [*fields, digest]
         entries.append([relative, stat.st_size, digest])
     manifest = {"format": FORMAT, "source": str(path), "inner": inner, "columns": ["path", "size", "sha256"],

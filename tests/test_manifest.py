@@ -139,3 +139,18 @@ def test_study_declares_a_manifest_for_every_user_data_source(request, tmp_path,
     with pytest.raises(ConfigError, match=r"^evaluation.sets.jpeg10k.path: .* does not exist$"):
         checked.evaluation_set_inputs("jpeg10k")
 
+
+
+def test_walk_lists_the_files_the_reader_reads(tree, tmp_path):
+    from synthcal.data import IMAGE_SUFFIXES, image_files
+
+    (tree / "dog" / "UPPER.PNG").write_bytes(b"x")
+    (tree / "dog" / ".hidden.png").write_bytes(b"x")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "9.png").write_bytes(b"x")
+    (tree / "linked").symlink_to(outside, target_is_directory=True)  # not entered, as rglob does not
+    (tree / "cat" / "link.png").symlink_to(outside / "9.png")  # a linked file is read
+    walked = [name for name, _ in manifest.walk(tree, IMAGE_SUFFIXES)]
+    assert sorted(walked) == sorted(path.relative_to(tree).as_posix() for path in image_files(tree))
+    assert "cat/link.png" in walked and "dog/UPPER.PNG" in walked and not any("9.png" in n for n in walked)
