@@ -80,6 +80,7 @@ def main() -> None:
                          "max_rss_MB": record["max_rss"]})
         print(pd.DataFrame(rows).to_string(index=False))
         metrics = json.loads((workdir / target).read_text())
+        metrics |= json.loads((workdir / target).with_name("timing.json").read_text())  # the pass's speed
         app = benchmark_app(workdir / "results" / "models" / MODEL / "fp32.xml", metrics["batch_size"],
                             args.app_seconds)
         print(json.dumps({"images": args.images, "batch_size": metrics["batch_size"],

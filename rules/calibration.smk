@@ -9,7 +9,6 @@ rule calibration_set:
     params:
         spec=lambda w: config["calibration"][w.calib],
         classes=study.classes,
-        sources_digest=lambda w: study.calibration_sources_digest(w.calib),
     conda:
         "../envs/synthcal.yaml"
     log:

@@ -1,5 +1,7 @@
 rule dataset_split:
     """One split of the study's dataset (CIFAR-10 download, local batches, or an ImageFolder tree) as the canonical image-set file."""
+    input:
+        sources=lambda w: study.data_inputs(w.split),
     output:
         "results/data/{split}.npz",
     params:

@@ -8,6 +8,8 @@ wildcard_constraints:
 
 rule evaluation_set:
     """An extra labelled test set from `evaluation.sets` (e.g. the 10k lossy JPEG test images) as one image-set file."""
+    input:
+        sources=lambda w: study.evaluation_set_inputs(w.test_set),
     output:
         "results/data/eval/{test_set}.npz",
     params:
@@ -35,6 +37,7 @@ rule evaluate_fp32_on_set:
     output:
         metrics="results/eval/{model}/fp32/sets/{test_set}/metrics.json",
         predictions="results/eval/{model}/fp32/sets/{test_set}/predictions.npz",
+        timing="results/eval/{model}/fp32/sets/{test_set}/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:
@@ -60,6 +63,7 @@ rule evaluate_int8_on_set:
     output:
         metrics="results/eval/{model}/{calib}/{method}/sets/{test_set}/metrics.json",
         predictions="results/eval/{model}/{calib}/{method}/sets/{test_set}/predictions.npz",
+        timing="results/eval/{model}/{calib}/{method}/sets/{test_set}/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:

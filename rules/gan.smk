@@ -6,6 +6,7 @@ rule gan_real_data:
             if config["gan_training"][w.gan].get("data_folder")
             else "results/data/train.npz"
         ),
+        sources=lambda w: study.gan_data_inputs(w.gan),
     output:
         "results/gan/{gan}/real.npz",
     params:

@@ -57,6 +57,7 @@ rule evaluate_fp32:
     output:
         metrics="results/eval/{model}/fp32/metrics.json",
         predictions="results/eval/{model}/fp32/predictions.npz",
+        timing="results/eval/{model}/fp32/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:

@@ -37,6 +37,7 @@ rule evaluate_int8:
     output:
         metrics="results/eval/{model}/{calib}/{method}/metrics.json",
         predictions="results/eval/{model}/{calib}/{method}/predictions.npz",
+        timing="results/eval/{model}/{calib}/{method}/timing.json",
     params:
         evaluation=study.evaluation_options(),
     conda:

@@ -62,32 +62,6 @@ def file_digest(path: str | os.PathLike, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def content_fingerprint(files, cache_file: str | os.PathLike | None = None) -> str:
-    """One sha256 over the files' names and contents, so a file replaced by another with an older mtime (``cp -p``,
-    ``rsync -t``) still changes it. Each file's digest is cached in ``cache_file`` under its (size, mtime, ctime,
-    inode) and read again only when one of them changes (the kernel sets ctime on every replacement)."""
-    cache: dict = {}
-    if cache_file and Path(cache_file).is_file():
-        with contextlib.suppress(OSError, ValueError):
-            cache = json.loads(Path(cache_file).read_text())
-    combined, changed = hashlib.sha256(), False
-    for name in files:
-        path = os.path.abspath(name)
-        stat = os.stat(path)
-        key = [stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino]
-        known = cache.get(path)
-        if not known or known[0] != key:
-            known = cache[path] = [key, file_digest(path)]
-            changed = True
-        combined.update(f"{name}\0{known[1]}\n".encode())
-    if cache_file and changed:
-        cache = {path: known for path, known in cache.items() if os.path.exists(path)}  # files gone: forgotten
-        with contextlib.suppress(OSError):
-            with atomic_path(cache_file) as tmp:
-                tmp.write_text(json.dumps(cache))
-    return combined.hexdigest()
-
-
 def write_json(path: str | os.PathLike, obj) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")

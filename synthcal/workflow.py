@@ -129,7 +129,7 @@ class Study:
         self._model_test_sets = {model: [t for t in self.test_sets if t == DEFAULT_TEST_SET or any(
             t in grid["test_sets"] for grid in self.grids if model in grid["models"])] for model in self.models}
         self._model_specs: dict = {}
-        self._source_digests: dict[str, str] = {}
+        self._manifests: dict[str, str] = {}
         self.classes: list[str] = []
         self.check()
         self.check_evaluation_sets()
@@ -275,25 +275,52 @@ class Study:
         return f"{RESULTS}/calib/{calib}/{size}/set.npz"
 
     def calibration_inputs(self, calib: str) -> list[str]:
-        """What a set is built from besides the training split: a folder's files (rebuilt when they appear or go, or
-        when their content changes: ``calibration_sources_digest``; a newer mtime alone re-runs nothing), the tarball
-        it lies in, or a generator's checkpoint files."""
+        """What a set is built from besides the training split: a folder's manifest (``source_manifest``), or a
+        generator's checkpoint files."""
         spec = self.config["calibration"][calib]
         if spec["kind"] == "folder":
-            return [_ancient(path) for path in _folder_files(spec["path"])]
+            return [self.source_manifest("calibration", calib, spec["path"], f"calibration.{calib}.path")]
         return self.generator_files(calib)
 
-    def calibration_sources_digest(self, calib: str) -> str:
-        """A folder set's files by content (the rule's params): replacing an image rebuilds the set even when the new
-        file is older (``cp -p``), which the files' mtimes alone miss. Empty for other kinds."""
-        from synthcal.io import content_fingerprint
+    def source_manifest(self, section: str, name: str, path, key: str, images_only: bool = True) -> str:
+        """The manifest of the user data a job reads (synthcal/manifest.py), brought up to date once per DAG build:
+        adding, removing, replacing or relabelling a file rebuilds what depends on it; a newer mtime alone does not."""
+        from synthcal import manifest
+        from synthcal.data import IMAGE_SUFFIXES
 
-        if self.config["calibration"][calib]["kind"] != "folder":
-            return ""
-        if calib not in self._source_digests:
-            self._source_digests[calib] = content_fingerprint(_folder_files(self.config["calibration"][calib]["path"]),
-                                                              ".snakemake/synthcal-file-digests.json")
-        return self._source_digests[calib]
+        target = f"{manifest.MANIFEST_DIR}/{section}/{name}.json"
+        if target not in self._manifests:
+            try:
+                self._manifests[target] = manifest.update(path, target, key, IMAGE_SUFFIXES if images_only else None)
+            except manifest.ManifestError as error:
+                raise ConfigError(str(error)) from None
+        return self._manifests[target]
+
+    def data_inputs(self, split: str) -> list[str]:
+        """Input of rule dataset_split: the manifest of ``data.folders.<split>`` or ``data.local_path`` (a
+        download is checked by its md5 instead)."""
+        data = self.config["data"]
+        source = data.get("source", "download")
+        if source == "folder" and (data.get("folders") or {}).get(split):
+            return [self.source_manifest("data", split, data["folders"][split], f"data.folders.{split}")]
+        if source == "local" and data.get("local_path"):
+            return [self.source_manifest("data", "local", data["local_path"], "data.local_path", images_only=False)]
+        return []
+
+    def evaluation_set_inputs(self, test_set: str) -> list[str]:
+        """Input of rule evaluation_set: the manifest of its folder or local batches."""
+        spec = self.evaluation_set_spec(test_set)
+        if spec.get("source") == "folder":
+            return [self.source_manifest("evaluation", test_set, spec["path"], f"evaluation.sets.{test_set}.path")]
+        if spec.get("source") == "local":
+            return [self.source_manifest("evaluation", test_set, spec["local_path"],
+                                         f"evaluation.sets.{test_set}.local_path", images_only=False)]
+        return []
+
+    def gan_data_inputs(self, gan: str) -> list[str]:
+        """Input of rule gan_real_data: the manifest of ``gan_training.<gan>.data_folder`` where one is given."""
+        folder = (self.config["gan_training"][gan] or {}).get("data_folder")
+        return [self.source_manifest("gan_training", gan, folder, f"gan_training.{gan}.data_folder")] if folder else []
 
     def model_entry(self, model: str) -> dict:
         """What a model's jobs need to resolve it again: its name and config entry."""
@@ -677,17 +704,6 @@ def _pinned_paths(entry) -> set[str]:
     if isinstance(entry, list):
         return set().union(*(_pinned_paths(value) for value in entry)) if entry else set()
     return set()
-
-
-def _folder_files(path: str) -> list[str]:
-    """Every image file under a folder (sorted), or the tarball a folder path points into."""
-    from synthcal.data import containing_archive, image_files
-
-    folder = Path(os.path.expanduser(path))
-    if folder.is_dir():
-        return [str(file) for file in image_files(folder)]
-    archive = containing_archive(folder)
-    return [str(archive)] if archive else []
 
 
 def _must_exist(path, key: str, archive_ok: bool = False) -> None:

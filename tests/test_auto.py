@@ -15,6 +15,7 @@ from synthcal.quantization.auto import (
     AutoMethodError,
     candidates_of,
     check_auto_method,
+    check_holdout_content,
     choose,
     holdout_of,
     proxy_scores,
@@ -23,7 +24,8 @@ from synthcal.quantization.auto import (
 from synthcal.report.auto_oracle import auto_oracle_html, auto_oracle_section, write_auto_vs_oracle
 
 CALIBRATION = {"datafree": {"kind": "datafree"}, "datafree_holdout": {"kind": "datafree", "seed": 1},
-               "cifar10": {"kind": "cifar10"}, "cifar10_holdout": {"kind": "cifar10", "seed": 1}}
+               "cifar10": {"kind": "cifar10"}, "cifar10_holdout": {"kind": "cifar10", "seed": 1},
+               "datafree_copy": {"kind": "datafree"}, "cifar10_copy": {"kind": "cifar10"}}
 
 
 def test_proxy_prefers_the_candidate_closer_to_fp32():
@@ -51,11 +53,16 @@ def test_proxy_prefers_the_candidate_closer_to_fp32():
       "candidates": [{"id": "a", "activations_range": "max"}]}, r"candidates\[0\]\.activations_range"),
     # issue 33: real_holdout names real images outside the study
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "datafree_holdout"},
-     r"real_holdout 'datafree_holdout' is kind datafree, not real images .*\['cifar10_holdout'\]"),
+     r"real_holdout 'datafree_holdout' is kind datafree, not real images .*\['cifar10_copy', 'cifar10_holdout'\]"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10"},
      "real_holdout 'cifar10' is also a calibration set of the study"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar9"},
      "real_holdout names 'cifar9', which is not defined"),
+    # issue 34: the study's set under another name
+    ({"algorithm": "auto", "holdout": "datafree_copy"},
+     r"^methods\.auto\.holdout 'datafree_copy' has the same settings as calibration\.datafree, "),
+    ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10_copy"},
+     r"^methods\.auto\.real_holdout 'cifar10_copy' has the same settings as calibration\.cifar10, "),
 ])
 def test_bad_auto_entries_are_refused_naming_the_key(method, message):
     with pytest.raises(AutoMethodError, match=message):
@@ -76,6 +83,23 @@ def test_real_holdout_scores_cells_on_real_images_without_their_calibration_imag
     assert left_out == 3 and kept.labels.tolist() == [8, 9, 10, 11]
     assert np.array_equal(kept.images, pool[8:]) and kept.provenance == {"seed": 1}
     assert without_calibration_images(calibration, ImageSet(pool[8:], np.arange(4), {}))[1] == 0
+
+
+@pytest.mark.parametrize("holdout_images, message", [
+    (slice(0, 8), r"holds the same images as calibration\.datafree \(sha256 [0-9a-f]{12}\)"),
+    (slice(2, 6), r"holds only images that are also in calibration\.datafree \(4 of 4\)"),
+])
+def test_a_holdout_with_the_calibration_images_is_refused_by_content(holdout_images, message):
+    """Settings can differ (compile: false, another name) and still give the same pixels: the job checks them."""
+    pool = np.random.default_rng(0).integers(0, 256, (8, 4, 4, 3), dtype=np.uint8)
+    calibration = ImageSet(pool, np.arange(8), {"name": "datafree"})
+    holdout = ImageSet(pool[holdout_images], np.arange(8)[holdout_images], {"name": "datafree_holdout"})
+    method = {"algorithm": "auto", "holdout": "datafree_holdout"}
+    _, shared = without_calibration_images(holdout, calibration)
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto\.holdout 'datafree_holdout' " + message):
+        check_holdout_content("auto", method, calibration, holdout, shared)
+    partly = ImageSet(np.concatenate([pool[:2], pool[:1] // 2 + 1]), np.arange(3), {"name": "datafree_holdout"})
+    check_holdout_content("auto", method, calibration, partly, without_calibration_images(partly, calibration)[1])
 
 
 def test_default_candidates_are_valid_and_few():

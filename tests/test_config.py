@@ -175,10 +175,10 @@ def test_auto_scores_cells_on_real_images_with_real_holdout(base_config):
     assert study.real_calibrations() == ["cifar10"]
 
 
-def test_checksum_pinned_and_digested_inputs_ignore_their_mtime(base_config):
-    """A weights file whose sha256 the entry pins, and a folder set's files (content digest in the rule's params),
-    are ancient to Snakemake: re-extracting ../shared (new mtimes, same bytes) re-runs nothing. An unpinned file
-    (a model factory .py) still re-runs its job when it is newer."""
+def test_checksum_pinned_inputs_ignore_their_mtime(base_config, tmp_path, monkeypatch):
+    """A weights file whose sha256 the entry pins is ancient to Snakemake: re-extracting ../shared (new mtimes, same
+    bytes) re-runs nothing. An unpinned file (a model factory .py) still re-runs its job when it is newer. A folder
+    set is read through its manifest (tests/test_manifest.py)."""
     from snakemake.io import is_flagged
 
     from synthcal.workflow import Study
@@ -194,13 +194,13 @@ def test_checksum_pinned_and_digested_inputs_ignore_their_mtime(base_config):
     (train.parent / "net.pt").write_bytes(b"")
     config["models"]["resnet56"] = {"kind": "torch", "factory": f"{factory}:build", "input": {"size": [32, 32]},
                                     "checkpoint": {"path": str(train.parent / "net.pt")}}
+    monkeypatch.chdir(tmp_path)  # manifests go to ./results/manifests
+    config["study"]["calibration"] = ["folder_jpeg", "noise"]
     study = Study(config)
     (weights,) = study.model_local_files("resnet20")
     assert weights == config["models"]["resnet20"]["weights"]["path"] and is_flagged(weights, "ancient")
     assert not any(is_flagged(path, "ancient") for path in study.model_local_files("resnet56"))
-    (image,) = study.calibration_inputs("folder_jpeg")
-    assert image.endswith("0.png") and is_flagged(image, "ancient")
-    assert study.calibration_sources_digest("folder_jpeg")  # the content still decides
+    assert study.calibration_inputs("folder_jpeg") == ["results/manifests/calibration/folder_jpeg.json"]
 
 
 def test_study_test_sets_selects_extra_test_sets(base_config):
@@ -425,34 +425,6 @@ def test_an_unknown_ignored_scope_layer_fails_before_the_cells_outputs_are_touch
     assert "methods.scoped.ignored_scope.names: 'conv99' is not a layer of results/models/resnet20/fp32.xml" in (
         run.stdout + run.stderr), run.stderr[-3000:]
     assert all((cell / name).read_text() == "previous" for name in ("int8.xml", "int8.bin", "quantize.json"))
-
-
-def test_folder_set_digest_sees_a_replaced_image_with_an_older_mtime(base_config, tmp_path, monkeypatch):
-    """cp -p / rsync -t put back an older mtime; the rule's params (this digest) still change, so the set rebuilds."""
-    import shutil
-
-    from synthcal.workflow import Study
-
-    monkeypatch.chdir(tmp_path)  # the digest cache lives in ./.snakemake, as in a workflow's directory
-    images = tmp_path / "images" / "cat"
-    images.mkdir(parents=True)
-    for index in range(3):
-        (images / f"{index}.png").write_bytes(bytes([index]) * 100)
-    config = copy.deepcopy(base_config)
-    config["study"].update(methods=["accuracy_aware"], calibration=["folder_jpeg", "noise"])
-    config["calibration"]["folder_jpeg"]["path"] = str(images.parent)
-    before = Study(config).calibration_sources_digest("folder_jpeg")
-    assert Study(config).calibration_sources_digest("noise") == ""
-    assert Study(config).calibration_sources_digest("folder_jpeg") == before  # from the cache, unchanged
-    replacement = tmp_path / "older.png"
-    replacement.write_bytes(b"\x09" * 100)  # same size
-    old = (images / "1.png").stat().st_mtime - 3600
-    os.utime(replacement, (old, old))
-    shutil.copy2(replacement, images / "1.png")  # what cp -p does: the older mtime comes along
-    assert (images / "1.png").stat().st_mtime < (images / "0.png").stat().st_mtime
-    assert Study(config).calibration_sources_digest("folder_jpeg") != before
-    assert "sources_digest=lambda w: study.calibration_sources_digest(w.calib)" in (
-        REPO / "rules" / "calibration.smk").read_text()
 
 
 def test_offline_models_are_the_published_checkpoints_checked_by_full_sha256():

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from conftest import shared_path
 
 from synthcal.data import read_image_folder
-from synthcal.evaluation.evaluate import write_evaluation
+from synthcal.evaluation.evaluate import TIMING_FIELDS, write_evaluation
 from synthcal.inference import compile_model, infer_logits
 from synthcal.models import model_spec
 from synthcal.models.export import ParityError, export_model
@@ -34,17 +36,33 @@ def test_parity_gate_recorded(exported):
 
 def test_fp32_top1_and_openvino_equals_pytorch(exported):
     test, weights, out, _ = exported
-    metrics = write_evaluation(out / "fp32.xml", test, out / "metrics.json", out / "predictions.npz",
-                               show_progress=False)
+    metrics, timing = write_evaluation(out / "fp32.xml", test, out / "metrics.json", out / "predictions.npz",
+                                       timing_path=out / "timing.json", show_progress=False)
     assert len(test) == 1000 and metrics["top1"] == pytest.approx(0.925)
-    assert metrics["precision_hint"] == "f32" and metrics["images_per_second"] > 0
-    assert metrics["performance_hint"] == "THROUGHPUT" and metrics["infer_requests"] >= 1
-    assert metrics["images_per_second"] == pytest.approx(1000 / metrics["inference_seconds"])
+    assert metrics["precision_hint"] == "f32" and timing["images_per_second"] > 0
+    assert timing["performance_hint"] == "THROUGHPUT" and timing["infer_requests"] >= 1
+    assert timing["images_per_second"] == pytest.approx(1000 / timing["inference_seconds"])
+    assert json.loads((out / "timing.json").read_text()) == timing
     assert 0.9 < metrics["top5"] <= 1.0 and len(metrics["per_class_top1"]) == 10
     with np.load(out / "predictions.npz") as saved:
         openvino_predictions = saved["predictions"]
     pytorch_predictions = torch_logits(load_zoo_classifier("resnet20", weights), test.images).argmax(1)
     np.testing.assert_array_equal(openvino_predictions, pytorch_predictions)
+
+
+def test_metrics_and_predictions_are_byte_identical_across_runs(exported, tmp_path):
+    """Speed and stream counts go to timing.json, so an evaluation's accuracy files repeat byte for byte."""
+    test, _, out, _ = exported
+    runs = []
+    for run in ("a", "b"):
+        folder = tmp_path / run
+        write_evaluation(out / "fp32.xml", test, folder / "metrics.json", folder / "predictions.npz",
+                         timing_path=folder / "timing.json", show_progress=False)
+        runs.append(folder)
+    for name in ("metrics.json", "predictions.npz"):
+        assert (runs[0] / name).read_bytes() == (runs[1] / name).read_bytes(), name
+    metrics = json.loads((runs[0] / "metrics.json").read_text())
+    assert not set(TIMING_FIELDS) & set(metrics) and metrics["num_images"] == 1000
 
 
 def test_throughput_path_repeats_its_bytes_and_matches_latency_predictions(exported):

@@ -19,7 +19,7 @@ from PIL import Image
 from synthcal.evaluation.timing import interleaved_order, timing_record
 from synthcal.io import write_json
 from synthcal.report.browser import check_page, find_chromium
-from synthcal.report.page import build_report
+from synthcal.report.page import MetricsMismatch, build_report
 
 N = 2000
 # calibration → (kind, method, images whose FP32 class the INT8 model changes, float layers, INT8 images/s)
@@ -53,9 +53,10 @@ def _write_evaluation(directory: Path, predictions, labels, metrics: dict) -> No
     (directory / "metrics.json").write_text(json.dumps(metrics))
 
 
-def _build_study(root: Path, cells_per_model: dict[str, dict]) -> tuple[Path, dict]:
-    """Evaluation, quantize and timing files for ``cells_per_model`` (model → ``CELLS``-like dict), then the report.
-    Every model shares the labels and FP32 predictions; a model's cells differ by its position (offsets)."""
+def _build_study(root: Path, cells_per_model: dict[str, dict], before_report=None) -> tuple[Path, dict]:
+    """Evaluation, quantize and timing files for ``cells_per_model`` (model → ``CELLS``-like dict), then the report
+    (``before_report(root)`` first, where given). Every model shares the labels and FP32 predictions; a model's
+    cells differ by its position (offsets)."""
     labels = np.random.default_rng(0).integers(0, 10, N)
     fp32 = _predictions(labels, 0, 0)
     fp32_top1 = float((fp32 == labels).mean())
@@ -109,8 +110,28 @@ def _build_study(root: Path, cells_per_model: dict[str, dict]) -> tuple[Path, di
     study = {"models": list(cells_per_model), "calibrations": list(dict.fromkeys(c for c, _ in all_cells)),
              "methods": list(dict.fromkeys(m for _, m in all_cells)), "test_sets": ["test"], "evaluations": records,
              "timing": timings}
+    if before_report:
+        before_report(root)
     build_report(SimpleNamespace(quality=[], previews=[str(preview)]), outputs, study, config)
     return out, {"fp32": fp32, "labels": labels}
+
+
+@pytest.mark.parametrize("edit, message", [
+    ({"top1": 0.99}, r"top1 0\.99, but \S+/eval/noise/default/predictions\.npz gives 0\.8\d+; the two files disagree"),
+    ({"num_images": 1000}, r"num_images 1000, but \S+/predictions\.npz holds 2000 images"),
+    (None, r"is not a readable metrics file"),
+])
+def test_report_refuses_metrics_that_its_predictions_do_not_bear_out(tmp_path, edit, message):
+    """An edited metrics.json would publish its top-1 beside intervals from predictions.npz: refused, in one line
+    naming the file, before any report file is written."""
+    def tamper(root: Path) -> None:
+        path = root / "eval/noise/default/metrics.json"
+        path.write_text(json.dumps({**json.loads(path.read_text()), **edit}) if edit else "{garbage")
+
+    with pytest.raises(MetricsMismatch, match=r"^\S+/eval/noise/default/metrics\.json:? " + message) as error:
+        _build_study(tmp_path, {"resnet20": {("noise", "default"): CELLS[("noise", "default")]}}, tamper)
+    assert "\n" not in str(error.value)
+    assert not (tmp_path / "report" / "summary.csv").exists() and not (tmp_path / "report" / "index.html").exists()
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import numpy as np
 import openvino as ov
 
 from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_logits, read_ir
-from synthcal.io import ImageSet, atomic_path, write_json
+from synthcal.io import ImageSet, save_npz_deterministic, write_json
 
 
 def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: int | None = None) -> dict:
@@ -26,6 +26,12 @@ def classification_metrics(logits: np.ndarray, labels: np.ndarray, num_classes: 
         "per_class_top1": per_class,
         "num_images": int(len(labels)),
     }
+
+
+# the evaluation pass's speed and OpenVINO's stream counts: they move from run to run, so they go to the
+# evaluation's timing.json and metrics.json holds only what repeats byte for byte (the report's speed: time_model)
+TIMING_FIELDS = ("images_per_second", "inference_seconds", "batch_latency_ms_median", "performance_hint",
+                 "num_streams", "infer_requests", "quantization_seconds")
 
 
 def agreement_metrics(predictions: np.ndarray, reference_predictions: np.ndarray) -> dict:
@@ -115,8 +121,9 @@ def evaluate_crossfold(xml_path, test_set: ImageSet, folds: int, **options) -> t
 
 def write_evaluation(xml_path, test_set: ImageSet, metrics_path, predictions_path, *, reference_predictions=None,
                      reference_metrics: dict | None = None, extra: dict | None = None, folds: int | None = None,
-                     **options) -> dict:
-    """Evaluate and write the metrics JSON and ``predictions.npz`` (logits + argmax)."""
+                     timing_path=None, **options) -> tuple[dict, dict]:
+    """Evaluate and write the metrics JSON, ``predictions.npz`` (logits + argmax) and, where given, the timing JSON
+    (``TIMING_FIELDS``); both files are byte-identical for the same IR and images. Returns (metrics, timing)."""
     if folds:
         metrics, logits = evaluate_crossfold(xml_path, test_set, folds, **options)
     else:
@@ -127,16 +134,16 @@ def write_evaluation(xml_path, test_set: ImageSet, metrics_path, predictions_pat
     if reference_metrics is not None:
         metrics["fp32_top1"] = reference_metrics["top1"]
         metrics["delta_top1"] = metrics["top1"] - reference_metrics["top1"]
-        metrics["fp32_images_per_second"] = reference_metrics["images_per_second"]
     metrics.update(extra or {})
-    with atomic_path(predictions_path) as tmp:
-        with open(tmp, "wb") as handle:
-            np.savez(handle, logits=logits, predictions=predictions, labels=test_set.labels)
+    timing = {key: metrics.pop(key) for key in TIMING_FIELDS if key in metrics}
+    save_npz_deterministic(predictions_path, logits=logits, predictions=predictions, labels=test_set.labels)
+    if timing_path is not None:
+        write_json(timing_path, timing)
     write_json(metrics_path, metrics)
-    return metrics
+    return metrics, timing
 
 
-def evaluate_from_files(inputs, outputs, options: dict) -> dict:
+def evaluate_from_files(inputs, outputs, options: dict) -> tuple[dict, dict]:
     """Workflow entry for FP32 (export.json beside) and INT8 (FP32 metrics and predictions as reference)."""
     from synthcal.io import load_image_set, read_json
 
@@ -158,5 +165,6 @@ def evaluate_from_files(inputs, outputs, options: dict) -> dict:
     return write_evaluation(
         inputs.xml, test, outputs.metrics, outputs.predictions, reference_predictions=reference_predictions,
         reference_metrics=reference_metrics, extra=extra, folds=folds,
+        timing_path=outputs.timing if "timing" in outputs.keys() else None,
         precision_hint=options.get("precision_hint", "f32"), batch_size=int(options.get("batch_size", 100)),
     )

@@ -21,6 +21,8 @@ between good recipes, while the divergence keeps ranking them).
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import time
@@ -136,6 +138,7 @@ def check_auto_method(method_name: str, method: dict, calibration_entries: dict,
     if holdout in calibrations:
         raise AutoMethodError(f"methods.{method_name}.holdout {holdout!r} is also a calibration set of the study: "
                                 "the proxy needs images no candidate was calibrated on")
+    _refuse_same_content(method_name, "holdout", holdout, calibration_entries, calibrations)
     real_holdout = method.get("real_holdout")
     if real_holdout is None:
         return
@@ -151,6 +154,45 @@ def check_auto_method(method_name: str, method: dict, calibration_entries: dict,
     if real_holdout in calibrations:
         raise AutoMethodError(f"methods.{method_name}.real_holdout {real_holdout!r} is also a calibration set of the "
                               "study: the proxy needs images no candidate was calibrated on")
+    _refuse_same_content(method_name, "real_holdout", real_holdout, calibration_entries, calibrations)
+
+
+def entry_digest(entry: dict) -> str:
+    """sha256 of a calibration entry's settings: equal digests make equal images (every kind is seeded)."""
+    return hashlib.sha256(json.dumps(entry or {}, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _refuse_same_content(method_name: str, key: str, holdout: str, calibration_entries: dict,
+                         calibrations: list[str]) -> None:
+    """A holdout entry that makes the same images as a study set under another name is refused, naming both."""
+    digest = entry_digest(calibration_entries[holdout])
+    for name in calibrations:
+        if name in calibration_entries and entry_digest(calibration_entries[name]) == digest:
+            raise AutoMethodError(f"methods.{method_name}.{key} {holdout!r} has the same settings as "
+                                  f"calibration.{name}, a calibration set of the study (settings sha256 "
+                                  f"{digest[:12]}): the same images under another name; the proxy needs images no "
+                                  "candidate was calibrated on (change its seed)")
+
+
+def image_set_digest(image_set: ImageSet) -> str:
+    """sha256 of a set's pixels (shape included)."""
+    images = np.ascontiguousarray(image_set.images)
+    return hashlib.sha256(f"{images.shape}".encode() + images.tobytes()).hexdigest()
+
+
+def check_holdout_content(method_name: str, method: dict, calibration: ImageSet, holdout: ImageSet,
+                          shared_images: int) -> None:
+    """At job time, on the images themselves: a holdout whose every image is also a calibration image (the same
+    set, by digest, or a subset of it) leaves the proxy nothing held out; refused, naming both config keys."""
+    if shared_images < len(holdout) or not len(holdout):
+        return
+    holdout_name, calib_name = holdout.provenance.get("name"), calibration.provenance.get("name")
+    key = "real_holdout" if holdout_name and holdout_name == method.get("real_holdout") else "holdout"
+    same = image_set_digest(holdout) == image_set_digest(calibration)
+    what = (f"the same images as calibration.{calib_name} (sha256 {image_set_digest(holdout)[:12]})" if same else
+            f"only images that are also in calibration.{calib_name} ({shared_images} of {len(holdout)})")
+    raise AutoMethodError(f"methods.{method_name}.{key} {holdout_name!r} holds {what}, the cell's calibration set: "
+                          "the proxy needs images no candidate was calibrated on (another seed or other files)")
 
 
 def holdout_of(method: dict, calibration_kind: str | None) -> str:
@@ -275,7 +317,9 @@ def quantize_auto(fp32_xml: str | os.PathLike, calibration: ImageSet, holdout: I
 
     candidates = candidates_of(method_name, method)
     proxy = method.get("proxy", "kl")
-    holdout, shared_images = without_calibration_images(holdout, calibration)
+    kept, shared_images = without_calibration_images(holdout, calibration)
+    check_holdout_content(method_name, method, calibration, holdout, shared_images)
+    holdout = kept
     if len(calibration) == 0 or len(holdout) == 0:
         raise AutoMethodError(f"methods.{method_name}: the calibration set and the holdout set need images "
                                 f"(got {len(calibration)} and {len(holdout)})")

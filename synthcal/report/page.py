@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import platform
+import zipfile
 from functools import cache
 from pathlib import Path
 
@@ -62,8 +63,11 @@ def _key(record: dict) -> tuple:
 
 @cache
 def _load_predictions(path: str) -> tuple[np.ndarray, np.ndarray]:
-    with np.load(path) as data:
-        return data["predictions"], data["labels"]
+    try:
+        with np.load(path) as data:
+            return data["predictions"], data["labels"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        raise MetricsMismatch(f"{path} is not a readable predictions file ({error}); re-run its evaluation") from None
 
 
 class Evaluations:
@@ -99,11 +103,12 @@ def summary_table(evaluations: Evaluations, config: dict, timings: dict[str, dic
     quantize_infos = {}
     rows = []
     for record in evaluations.records:
-        metrics = read_json(record["metrics"])
+        metrics = _read_metrics(record["metrics"])
         row = {key: record[key] for key in ("model", "test_set", "precision", "calibration", "method")}
         row.update(_metric_fields(metrics), test_set_lossy=lossy.get(record["test_set"], False))
         row.update(_speed_fields(timings, record))
         predictions, labels = _load_predictions(record["predictions"])
+        check_metrics(metrics, predictions, labels, record)
         top1 = wilson_rate(int((predictions == labels).sum()), len(labels), options["confidence"])
         row.update(top1_ci_low=top1.ci_low, top1_ci_high=top1.ci_high)
         if record["precision"] == "int8":
@@ -144,6 +149,34 @@ def _true(table: pd.DataFrame, column: str) -> pd.Series:
     if column not in table:
         return pd.Series(False, index=table.index)
     return table[column].map(lambda value: value is True or value == 1)
+
+
+class MetricsMismatch(ValueError):
+    """A metrics.json that its predictions.npz does not bear out (edited, or left from another run)."""
+
+
+def _read_metrics(path: str) -> dict:
+    try:
+        metrics = read_json(path)
+    except (OSError, ValueError) as error:
+        raise MetricsMismatch(f"{path} is not a readable metrics file ({error}); re-run its evaluation") from None
+    if not isinstance(metrics, dict) or not isinstance(metrics.get("top1"), int | float):
+        raise MetricsMismatch(f"{path} has no numeric top1; re-run its evaluation")
+    return metrics
+
+
+def check_metrics(metrics: dict, predictions: np.ndarray, labels: np.ndarray, record: dict) -> None:
+    """The report shows ``metrics.json``'s top-1 beside intervals from ``predictions.npz``: both must say the same
+    (top-1 and image count recomputed from the predictions), else the page would publish figures that disagree."""
+    top1 = float((predictions == labels).mean()) if len(labels) else float("nan")
+    problem = None
+    if metrics.get("num_images") != len(labels):
+        problem = f"num_images {metrics.get('num_images')!r}, but {record['predictions']} holds {len(labels)} images"
+    elif not abs(metrics["top1"] - top1) <= 1e-9:
+        problem = f"top1 {metrics['top1']!r}, but {record['predictions']} gives {top1!r}"
+    if problem:
+        raise MetricsMismatch(f"{record['metrics']}: {problem}; the two files disagree (edited, or from different "
+                              "runs): delete both and re-run the evaluation")
 
 
 def _metric_fields(metrics: dict) -> dict:
