@@ -39,6 +39,25 @@ def test_proxy_prefers_the_candidate_closer_to_fp32():
     assert choose(tied, "agreement") == 1
 
 
+def test_proxy_kl_is_fp32_against_int8_as_scipy_computes_it():
+    """KL(FP32‖INT8) of the softmaxes, row by row as scipy.stats.entropy(p, q) gives it, then the mean; on
+    asymmetric logits the other direction differs, so it cannot stand in."""
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    rng = np.random.default_rng(1)
+    fp32 = rng.normal(size=(50, 10)) * 4
+    int8 = fp32 * 0.5 + rng.gamma(2.0, size=fp32.shape)  # flatter and skewed: KL is far from symmetric here
+    expected = entropy(softmax(fp32, axis=1), softmax(int8, axis=1), axis=1).mean()
+    reverse = entropy(softmax(int8, axis=1), softmax(fp32, axis=1), axis=1).mean()
+    scores = proxy_scores(fp32, int8)
+    assert scores["kl"] == pytest.approx(expected, rel=1e-9) and abs(expected - reverse) > 0.1 * expected
+    assert scores["agreement"] == (fp32.argmax(1) == int8.argmax(1)).mean() < 1.0
+    assert scores["logit_mse"] == pytest.approx(((fp32 - int8) ** 2).mean(), rel=1e-12)
+    # shifting a row's logits leaves its softmax, and so the KL, as it was
+    assert proxy_scores(fp32 + 7.0, int8 - 3.0)["kl"] == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize(("method", "message"), [
     ({"algorithm": "auto"}, "holdout must name a calibration entry"),
     ({"algorithm": "auto", "holdout": "nope"}, "'nope', which is not defined"),
