@@ -10,7 +10,7 @@ import torch
 from conftest import TinyClassifier
 
 from synthcal.io import UNLABELLED, ImageSet, read_json
-from synthcal.quantization.nncf_engine import STATISTICS_BATCH, calibration_items, quantize_model
+from synthcal.quantization.nncf_engine import STATISTICS_BATCH, calibration_items, nncf_arguments, quantize_model
 
 METHOD = {"algorithm": "default", "preset": "performance", "subset_size": "all", "fast_bias_correction": True,
           "target_device": "CPU", "batch_size": 1}  # the schema's default
@@ -79,6 +79,34 @@ def test_whole_batches_give_other_ranges(fp32_xml, calibration, tmp_path):
                    tmp_path / "125" / "quantize.json")
     one, whole = quantizer_ranges(tmp_path / "one" / "int8.xml"), quantizer_ranges(tmp_path / "125" / "int8.xml")
     assert any(not np.array_equal(a, b) for a, b in zip(one, whole, strict=True))
+
+
+def test_the_methods_settings_reach_nncf(fp32_xml, calibration, tmp_path):
+    """Every setting of the method entry is in the arguments NNCF was called with (quantize.json records that very
+    dict): full bias correction stays full, and the ignored MatMul is left in float."""
+    method = METHOD | {"preset": "mixed", "target_device": "any", "subset_size": 40, "fast_bias_correction": False,
+                       "ignored_scope": {"types": ["MatMul"]}}
+    few = ImageSet(calibration.images[:60], calibration.labels[:60], calibration.provenance)
+    info = quantize_model(fp32_xml, few, "full_bc", method, tmp_path / "int8.xml", tmp_path / "quantize.json")
+    recorded = read_json(tmp_path / "quantize.json")
+    assert recorded["nncf_arguments"] == {
+        "preset": "mixed", "target_device": "ANY", "subset_size": "1", "fast_bias_correction": "False",
+        "model_type": None,
+        "ignored_scope": "IgnoredScope(names=[], patterns=[], types=['MatMul'], subgraphs=[], validate=True)"}
+    assert recorded["calibration_samples_used"] == 40 and recorded["calibration_images_available"] == 60
+    assert recorded["method"] == "full_bc" and recorded["config"] == method
+    assert len(info["float_layers"]) == 1 and info["fake_quantize_count"] > 0  # the classifier's MatMul only
+
+
+def test_nncf_arguments_default_to_the_schemas_defaults():
+    assert {key: str(value) for key, value in nncf_arguments({}, 7).items()} == {
+        "preset": "performance", "target_device": "CPU", "subset_size": "7", "fast_bias_correction": "True",
+        "model_type": "None", "ignored_scope": "None"}
+    arguments = nncf_arguments({"subset_size": 300, "model_type": "transformer", "fast_bias_correction": False}, 7)
+    assert arguments["subset_size"] == 7 and arguments["model_type"].value == "transformer"
+    assert arguments["fast_bias_correction"] is False
+    assert nncf_arguments({"subset_size": 3}, 7)["subset_size"] == 3 == nncf_arguments({}, 7, subset_items=3)[
+        "subset_size"]
 
 
 QUANTIZE_IN_A_FRESH_PROCESS = """
