@@ -1,0 +1,65 @@
+"""The evaluator's figures on a small real IR and on hand-made logits: top-1/top-5/per-class accuracy, agreement with
+FP32 and ``delta_top1 = top1 − fp32_top1``, the numbers every table of the study is built from."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import tiny_classifier_model
+
+from synthcal.evaluation.evaluate import agreement_metrics, classification_metrics, throughput, write_evaluation
+from synthcal.io import ImageSet, read_json
+from synthcal.models.export import save_ir
+
+
+def test_classification_metrics_by_hand():
+    logits = np.array([[0.0, 3.0, 1.0, 2.0, -1.0, -2.0],   # ranks 1, 3, 2, 0, 4, 5
+                       [5.0, 0.0, 1.0, 2.0, 3.0, 4.0],    # ranks 0, 5, 4, 3, 2, 1
+                       [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]])   # ranks 5, 4, 3, 2, 1, 0
+    labels = np.array([1, 1, 0])
+    metrics = classification_metrics(logits, labels)
+    # image 0: right; image 1: predicted 0, its label 1 is last of six; image 2: predicted 5, label 0 is last
+    assert metrics["top1"] == pytest.approx(1 / 3) and metrics["top5"] == pytest.approx(1 / 3)
+    assert metrics["per_class_top1"] == {"0": 0.0, "1": 0.5, "2": None, "3": None, "4": None, "5": None}
+    assert metrics["num_images"] == 3
+    assert set(classification_metrics(logits, labels, num_classes=8)["per_class_top1"]) == set("01234567")
+    labels = np.array([3, 4, 4])  # each within its image's top five, none first
+    assert classification_metrics(logits, labels)["top5"] == 1.0 and classification_metrics(logits, labels)[
+        "top1"] == 0.0
+
+
+def test_agreement_and_throughput():
+    assert agreement_metrics(np.array([1, 2, 3, 4]), np.array([1, 2, 0, 0])) == {"agreement_with_fp32": 0.5,
+                                                                                  "flip_rate": 0.5}
+    assert agreement_metrics(np.array([1, 2, 3, 4]), np.array([1, 2, 3, 0]))["flip_rate"] == pytest.approx(0.25)
+    assert throughput(300, 1.5) == 200.0 and np.isnan(throughput(300, 0.0))
+
+
+def test_delta_top1_is_top1_minus_fp32_top1(tmp_path):
+    """An INT8 evaluation against its FP32 reference: the sign and size of Δ top-1 and the agreement, exact."""
+    xml = tmp_path / "model.xml"
+    save_ir(tiny_classifier_model(), xml)
+    images = np.random.default_rng(0).integers(0, 256, (40, 32, 32, 3), dtype=np.uint8)
+    first = write_evaluation(xml, ImageSet(images, np.zeros(40, dtype=np.int64), {"name": "noise"}),
+                             tmp_path / "a.json", tmp_path / "a.npz", show_progress=False)
+    assert "delta_top1" not in first and "agreement_with_fp32" not in first
+    with np.load(tmp_path / "a.npz") as saved:
+        predicted = saved["predictions"]
+        assert np.array_equal(predicted, saved["logits"].argmax(1))
+    labels = predicted.copy()
+    labels[30:] = (labels[30:] + 1) % 10  # 30 of 40 right: top-1 0.75
+    reference = predicted.copy()
+    reference[:4] = (reference[:4] + 1) % 10  # FP32 disagrees on 4 of 40
+    metrics = write_evaluation(xml, ImageSet(images, labels, {"name": "noise"}), tmp_path / "b.json",
+                               tmp_path / "b.npz", reference_predictions=reference,
+                               reference_metrics={"top1": 0.9, "images_per_second": 123.0},
+                               extra={"precision": "int8"}, show_progress=False)
+    assert metrics["top1"] == 0.75 and metrics["fp32_top1"] == 0.9
+    assert metrics["delta_top1"] == pytest.approx(-0.15, abs=1e-12)
+    assert metrics["agreement_with_fp32"] == 0.9 and metrics["flip_rate"] == pytest.approx(0.1)
+    assert metrics["fp32_images_per_second"] == 123.0 and metrics["precision"] == "int8"
+    written = read_json(tmp_path / "b.json")
+    assert {key: written[key] for key in ("top1", "fp32_top1", "delta_top1", "agreement_with_fp32")} == {
+        key: metrics[key] for key in ("top1", "fp32_top1", "delta_top1", "agreement_with_fp32")}
+    with np.load(tmp_path / "b.npz") as saved:
+        assert np.array_equal(saved["labels"], labels) and np.array_equal(saved["predictions"], predicted)
