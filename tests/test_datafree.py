@@ -197,3 +197,32 @@ def test_the_schema_checks_per_model_settings():
     for bad in ({"resnet56": {"iterationz": 30}}, {"resnet56": {"iterations": 0}}):
         with pytest.raises(WorkflowError, match="per_model"):
             validate(config(bad), schema)
+
+
+def test_bn_loss_by_hand():
+    """Σ over BN layers of ‖batch mean − running_mean‖ + ‖batch variance (biased) − running_var‖, on an input whose
+    channel statistics are mean (1, 2) and variance (1, 4)."""
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    class TwoNorms(nn.Module):  # both layers see the same input
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.BatchNorm2d(2), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    model = TwoNorms().eval()
+    model.a.running_mean.copy_(torch.tensor([0.0, 0.0]))
+    model.a.running_var.copy_(torch.tensor([1.0, 1.0]))
+    model.b.running_mean.copy_(torch.tensor([1.0, 0.0]))
+    model.b.running_var.copy_(torch.tensor([2.0, 4.0]))
+    x = torch.tensor([[[[0.0, 2.0]], [[0.0, 4.0]]], [[[2.0, 0.0]], [[4.0, 0.0]]]])  # N=2, C=2, H=1, W=2
+    loss = _BatchNormStatLoss(model)
+    model(x)
+    # layer a: ‖(1, 2)‖ + ‖(0, 3)‖ = √5 + 3; layer b: ‖(0, 2)‖ + ‖(−1, 0)‖ = 3
+    assert loss.pop().item() == pytest.approx(5 ** 0.5 + 6, rel=1e-6)
+    assert loss.terms == []
+    loss.remove()
+    model(x)
+    assert loss.terms == []  # hooks gone

@@ -125,3 +125,18 @@ def test_second_moments_of_layers_sharing_an_unnamed_input():
         rows = _input_rows(layer, activations).astype(np.float64)
         np.testing.assert_allclose(moments[layer.get_friendly_name()], rows.T @ rows, rtol=1e-5)
     assert sorted(matrix.shape for matrix in moments.values()) == [(3, 3), (27, 27)]
+
+
+def test_gptq_on_a_small_exact_case():
+    """Three columns worked by hand (3-bit grid: levels ±3, each row's scale max|w| / 3; no damping): the column of
+    largest H diagonal (2) goes first, 0.6 rounds up to 1 and its error −0.4 moves onto column 1 as
+    H₁₂/H₁₁ × −0.4 = −0.2 (1.65 → 1.45 → 1, where nearest rounding gives 2); column 0 is uncorrelated and keeps 3;
+    column 3 sees no input (H diagonal 0) and is zeroed. Rows 1 and 2: the same at twice the scale and negated."""
+    second_moment = np.array([[1.0, 0, 0, 0], [0, 2, 1, 0], [0, 1, 3, 0], [0, 0, 0, 0]])
+    weights = np.array([[3.0, 1.65, 0.6, 0.9], [6.0, 3.3, 1.2, 1.8], [-3.0, -1.65, -0.6, -0.9]])
+    integers, scales = gptq_round(weights, second_moment, damp=0.0, bits=3)
+    np.testing.assert_array_equal(scales, [1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(integers, [[3, 1, 1, 0], [3, 1, 1, 0], [-3, -1, -1, 0]])
+    # damping 0.5 × mean diagonal (2) adds 1 to it: the moved error is 1/(2+1) × −0.4 ≈ −0.13; 1.52 rounds to 2
+    integers, _ = gptq_round(weights[:, :3], second_moment[:3, :3], damp=0.5, bits=3)
+    np.testing.assert_array_equal(integers, [[3, 2, 1], [3, 2, 1], [-3, -2, -1]])
