@@ -86,10 +86,13 @@ def prepare(module: str, fresh: bool) -> Path:
     return work
 
 
-def _mutmut(work: Path, *args: str, capture: bool = True) -> subprocess.CompletedProcess:
+def _mutmut(work: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
     env = os.environ | {"SYNTHCAL_SHARED": str(REPO.parent / "shared"), "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(["nice", "-n", "10", str(MUTMUT), *args], cwd=work, env=env, text=True,
-                          capture_output=capture, check=False)
+    command = ["nice", "-n", "10", str(MUTMUT), *args]
+    if log is None:
+        return subprocess.run(command, cwd=work, env=env, text=True, capture_output=True, check=False)
+    with open(log, "w") as handle:
+        return subprocess.run(command, cwd=work, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False)
 
 
 def changed_line(work: Path, name: str) -> str:
@@ -102,11 +105,12 @@ def changed_line(work: Path, name: str) -> str:
 
 def score_module(module: str, max_children: int, fresh: bool) -> dict:
     work = prepare(module, fresh)
+    print(f"{module}: mutmut run in {work} (log: {work / 'mutmut-run.log'})", flush=True)
     start = time.perf_counter()
-    run = _mutmut(work, "run", "--max-children", str(max_children), capture=False)
+    run = _mutmut(work, "run", "--max-children", str(max_children), log=work / "mutmut-run.log")
     seconds = time.perf_counter() - start
     if run.returncode != 0:
-        raise SystemExit(f"{module}: mutmut run failed (exit {run.returncode}) in {work}")
+        raise SystemExit(f"{module}: mutmut run failed (exit {run.returncode}); see {work / 'mutmut-run.log'}")
     _mutmut(work, "export-cicd-stats")
     counts = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
     not_killed = {}
