@@ -63,3 +63,65 @@ def test_delta_top1_is_top1_minus_fp32_top1(tmp_path):
         key: metrics[key] for key in ("top1", "fp32_top1", "delta_top1", "agreement_with_fp32")}
     with np.load(tmp_path / "b.npz") as saved:
         assert np.array_equal(saved["labels"], labels) and np.array_equal(saved["predictions"], predicted)
+
+
+class _Files(dict):
+    """Snakemake's named inputs/outputs: attributes and ``keys()``."""
+
+    __getattr__ = dict.__getitem__
+
+
+def test_the_workflow_entry_writes_fp32_then_int8_against_it(tmp_path):
+    """evaluate_from_files as the rules call it: FP32 (export.json beside), then INT8 (the FP32 metrics and
+    predictions as reference, method and calibration from quantize.json)."""
+    from synthcal.evaluation.evaluate import evaluate_from_files
+    from synthcal.io import save_image_set, write_json
+
+    xml = tmp_path / "model.xml"
+    save_ir(tiny_classifier_model(), xml)
+    images = np.random.default_rng(1).integers(0, 256, (30, 32, 32, 3), dtype=np.uint8)
+    save_image_set(tmp_path / "test.npz", images, np.arange(30) % 10, {"name": "noise"})
+    write_json(tmp_path / "export.json", {"model": "tiny", "untrained": True})
+    fp32 = evaluate_from_files(
+        _Files(xml=xml, test=tmp_path / "test.npz", export_info=tmp_path / "export.json"),
+        _Files(metrics=tmp_path / "fp32.json", predictions=tmp_path / "fp32.npz"), {"batch_size": 7})
+    assert fp32["precision"] == "fp32" and fp32["model"] == "tiny" and fp32["untrained"] is True
+    assert fp32["batch_size"] == 7 and fp32["precision_hint"] == "f32" and "delta_top1" not in fp32
+    write_json(tmp_path / "quantize.json", {"method": "default", "calibration_set": {"name": "noise"},
+                                            "quantization_seconds": 1.5})
+    int8 = evaluate_from_files(
+        _Files(xml=xml, test=tmp_path / "test.npz", fp32_metrics=tmp_path / "fp32.json",
+               fp32_predictions=tmp_path / "fp32.npz", quantize_info=tmp_path / "quantize.json"),
+        _Files(metrics=tmp_path / "int8.json", predictions=tmp_path / "int8.npz"), {})
+    assert {key: int8[key] for key in ("precision", "untrained", "method", "calibration", "quantization_seconds",
+                                       "agreement_with_fp32", "delta_top1", "batch_size")} == {
+        "precision": "int8", "untrained": True, "method": "default", "calibration": "noise",
+        "quantization_seconds": 1.5, "agreement_with_fp32": 1.0, "delta_top1": 0.0, "batch_size": 100}
+    assert read_json(tmp_path / "int8.json")["fp32_top1"] == fp32["top1"]
+
+
+def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):
+    """Fold k's images go to fold k's model (here: fold 1's model is another network): the logits of each image
+    are those of its own fold's model, metrics over all images."""
+    from synthcal.evaluation.evaluate import evaluate_crossfold, evaluate_ir
+    from synthcal.quantization.nncf_engine import fold_ir
+
+    xml = tmp_path / "cell" / "int8.xml"
+    save_ir(tiny_classifier_model(), xml)
+    save_ir(tiny_classifier_model((4, 8)), fold_ir(xml, 1))
+    images = np.random.default_rng(2).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    labels = np.arange(20) % 10
+    test = ImageSet(images, labels, {"name": "noise"})
+    metrics, logits = evaluate_crossfold(xml, test, 2, show_progress=False)
+    for fold in (0, 1):
+        own = np.flatnonzero(labels % 2 == fold)
+        _, expected = evaluate_ir(fold_ir(xml, fold), ImageSet(images[own], labels[own], {}), show_progress=False)
+        np.testing.assert_array_equal(logits[own], expected)
+    assert metrics["top1"] == (logits.argmax(1) == labels).mean() and metrics["num_images"] == 20
+    assert metrics["crossfold"]["folds"] == 2 and metrics["crossfold"]["images_per_fold"] == [10, 10]
+    assert metrics["ir"] == str(xml) and metrics["test_set"] == {"name": "noise"}
+    assert metrics["input_size"] == [32, 32]  # fold 0's run: speed and settings
+    # a fold without images is skipped: its model (missing here) is never read
+    kept = labels % 3 != 2
+    three, _ = evaluate_crossfold(xml, ImageSet(images[kept], labels[kept], {}), 3, show_progress=False)
+    assert not fold_ir(xml, 2).exists() and three["crossfold"]["images_per_fold"] == [8, 6, 0]
