@@ -125,3 +125,31 @@ def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):
     kept = labels % 3 != 2
     three, _ = evaluate_crossfold(xml, ImageSet(images[kept], labels[kept], {}), 3, show_progress=False)
     assert not fold_ir(xml, 2).exists() and three["crossfold"]["images_per_fold"] == [8, 6, 0]
+
+
+def test_evaluate_ir_records_its_settings_and_resizes_to_the_ir(tmp_path):
+    """Every metric key the tables read, with the values this run must give; a 16-px test set is resized (bilinear,
+    the policy of an IR without one) to the IR's 32 px, and its logits are those of the resized images."""
+    from synthcal.evaluation.evaluate import WARM_UP_IMAGES, evaluate_ir
+    from synthcal.inference import compile_model, infer_logits
+    from synthcal.models.preprocessing import resize_images
+
+    xml = tmp_path / "model.xml"
+    save_ir(tiny_classifier_model(), xml)
+    small = np.random.default_rng(3).integers(0, 256, (12, 16, 16, 3), dtype=np.uint8)
+    metrics, logits = evaluate_ir(xml, ImageSet(small, np.arange(12) % 10, {"name": "small"}), batch_size=5,
+                                  show_progress=False)
+    expected = infer_logits(compile_model(str(xml), "f32", uint8_images=True), resize_images(small, (32, 32)), 5)
+    np.testing.assert_allclose(logits, expected, rtol=1e-5, atol=1e-5)
+    assert {key: metrics[key] for key in ("batch_size", "precision_hint", "input_size", "resize", "ir", "test_set",
+                                          "num_images")} == {
+        "batch_size": 5, "precision_hint": "f32", "input_size": [32, 32], "resize": "bilinear", "ir": str(xml),
+        "test_set": {"name": "small"}, "num_images": 12}
+    assert metrics["images_per_second"] == pytest.approx(12 / metrics["inference_seconds"])
+    assert metrics["batch_latency_ms_median"] > 0 and metrics["infer_requests"] >= 1 and metrics["num_streams"] >= 1
+    assert metrics["performance_hint"] in ("THROUGHPUT", "LATENCY", "PerformanceMode.THROUGHPUT",
+                                           "PerformanceMode.LATENCY")
+    assert metrics["openvino_version"] and WARM_UP_IMAGES == 1000
+    same, _ = evaluate_ir(xml, ImageSet(resize_images(small, (32, 32)), np.arange(12) % 10, {}), precision_hint="",
+                          show_progress=False)
+    assert same["resize"] is None and same["precision_hint"] == "default" and same["batch_size"] == 100
