@@ -177,4 +177,3 @@ STATEMENT_AA = (
     ' % [97.5, 99.6], Δ top-1 +0.0 pp; without real images − with them: -6.5 pp agreement [-9.0, -5.0] '
     '(McNemar p = 6.16e-06), -6.2 pp top-1 [-7.8, -4.8] (p = 5.96e-08): worse than real data (agreement).'
     ' Left out for losing the INT8 speed: fractal/aa (1.10×, 21 float layers).')
-
