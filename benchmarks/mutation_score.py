@@ -141,6 +141,13 @@ def score_module(module: str, max_children: int, fresh: bool) -> dict:
             "not_killed": {name: (status, changed_line(work, name)) for name, status in not_killed.items()}}
 
 
+def _row(result: dict) -> str:
+    c = result["counts"]
+    return (f"{result['module']:<17} {c['total']:>7} {c['killed']:>7} {c['timeout']:>8} {c['survived']:>9} "
+            f"{c['no_tests']:>9} {c['skipped']:>8} {result['equivalent']:>7} {result['score']:>6.1%} "
+            f"{result['score_without_equivalent']:>11.1%}  {result['seconds']:.0f} s")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"some of {', '.join(MODULES)} (default: all)")
@@ -152,13 +159,12 @@ def main() -> None:
         parser.error(f"unknown module(s) {unknown}: choose from {', '.join(MODULES)}")
     if not MUTMUT.exists():
         raise SystemExit(f"{MUTMUT} is missing: install the dev extra (pip install -e '.[dev]')")
-    results = [score_module(module, options.max_children, options.fresh) for module in options.modules or MODULES]
-    print("\nmodule            mutants  killed  timeout  survived  no-tests  skipped  equiv.  score   w/o equiv.  time")
-    for result in results:
-        c = result["counts"]
-        print(f"{result['module']:<17} {c['total']:>7} {c['killed']:>7} {c['timeout']:>8} {c['survived']:>9} "
-              f"{c['no_tests']:>9} {c['skipped']:>8} {result['equivalent']:>7} {result['score']:>6.1%} "
-              f"{result['score_without_equivalent']:>11.1%}  {result['seconds']:.0f} s")
+    header = "module            mutants  killed  timeout  survived  no-tests  skipped  equiv.  score   w/o equiv.  time"
+    results = []
+    for module in options.modules or MODULES:
+        results.append(score_module(module, options.max_children, options.fresh))
+        print(header + "\n" + _row(results[-1]), flush=True)
+    print("\n" + header + "\n" + "\n".join(_row(result) for result in results))
     total = {key: sum(result["counts"][key] for result in results) for key in ("total", "killed", "timeout",
                                                                                 "skipped")}
     tested = total["total"] - total["skipped"]
