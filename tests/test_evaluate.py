@@ -98,6 +98,23 @@ def test_the_workflow_entry_writes_fp32_then_int8_against_it(tmp_path):
         "precision": "int8", "untrained": True, "method": "default", "calibration": "noise",
         "quantization_seconds": 1.5, "agreement_with_fp32": 1.0, "delta_top1": 0.0, "batch_size": 100}
     assert read_json(tmp_path / "int8.json")["fp32_top1"] == fp32["top1"]
+    # a crossfold cell (folds in quantize.json) is scored fold by fold; FP32 metrics without "untrained": trained
+    import shutil
+
+    from synthcal.quantization.nncf_engine import fold_ir
+
+    for suffix in (".xml", ".bin"):
+        fold_ir(xml, 1).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(xml.with_suffix(suffix), fold_ir(xml, 1).with_suffix(suffix))
+    write_json(tmp_path / "quantize.json", {"method": "default", "calibration_set": {"name": "cf"},
+                                            "quantization_seconds": 1.5, "folds": 2})
+    write_json(tmp_path / "fp32_bare.json", {key: value for key, value in fp32.items() if key != "untrained"})
+    crossfold = evaluate_from_files(
+        _Files(xml=xml, test=tmp_path / "test.npz", fp32_metrics=tmp_path / "fp32_bare.json",
+               fp32_predictions=tmp_path / "fp32.npz", quantize_info=tmp_path / "quantize.json"),
+        _Files(metrics=tmp_path / "cf.json", predictions=tmp_path / "cf.npz"), {})
+    assert crossfold["crossfold"]["images_per_fold"] == [15, 15] and crossfold["untrained"] is False
+    assert crossfold["calibration"] == "cf" and crossfold["agreement_with_fp32"] == 1.0
 
 
 def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):
