@@ -54,6 +54,8 @@ ALSO_COPY = ["schemas", "config", "config.yaml"]
 
 # Surviving mutants no test can kill: mutmut's name -> why the mutant computes what the original does.
 EQUIVALENT: dict[str, str] = {
+    "synthcal.evaluation.evaluate.x_evaluate_from_files__mutmut_4": "extra = None: both branches set extra before "
+                                                                    "it is read",
     "synthcal.evaluation.stats.x_mcnemar_exact__mutmut_14": "drops p=0.5, which is scipy binomtest's default",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_20": "astype(None) is float64: the same 0/1 differences",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_21": "astype(None) is float64: the same 0/1 differences",

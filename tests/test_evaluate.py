@@ -115,6 +115,10 @@ def test_the_workflow_entry_writes_fp32_then_int8_against_it(tmp_path):
         _Files(metrics=tmp_path / "cf.json", predictions=tmp_path / "cf.npz"), {})
     assert crossfold["crossfold"]["images_per_fold"] == [15, 15] and crossfold["untrained"] is False
     assert crossfold["calibration"] == "cf" and crossfold["agreement_with_fp32"] == 1.0
+    write_json(tmp_path / "export.json", {"model": "tiny"})  # no "untrained": a trained model
+    assert evaluate_from_files(
+        _Files(xml=xml, test=tmp_path / "test.npz", export_info=tmp_path / "export.json"),
+        _Files(metrics=tmp_path / "t.json", predictions=tmp_path / "t.npz"), {})["untrained"] is False
 
 
 def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):
