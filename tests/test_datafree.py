@@ -226,3 +226,35 @@ def test_bn_loss_by_hand():
     loss.remove()
     model(x)
     assert loss.terms == []  # hooks gone
+
+
+def test_bad_settings_are_refused_and_every_setting_is_recorded(tiny_model):
+    for options, message in [({"count": 0}, r"^count must be positive, got 0$"),
+                             ({"iterations": 0}, r"^iterations and batch_size must be positive, got 0 and 12$"),
+                             ({"batch_size": 0}, r"^iterations and batch_size must be positive, got 40 and 0$"),
+                             ({"jitter": -1}, r"^jitter must be >= 0, got -1$")]:
+        with pytest.raises(ValueError, match=message):
+            _run(tiny_model, **options)
+    result = _run(tiny_model, count=5, iterations=2, batch_size=3, lr=0.05, tv_weight=0.001, l2_weight=0.002,
+                  ce_weight=0.003, jitter=1, flip=False, model_name="tiny", image_size=(32, 32))
+    provenance = result.provenance
+    assert {key: provenance[key] for key in ("count", "seed", "iterations", "lr", "batch_size", "class_targets",
+                                             "num_classes", "tv_weight", "l2_weight", "ce_weight", "jitter", "flip",
+                                             "image_size", "num_threads", "precision", "compiled",
+                                             "compile_fallback", "method")} == {
+        "count": 5, "seed": 1, "iterations": 2, "lr": 0.05, "batch_size": 3, "class_targets": True,
+        "num_classes": 10, "tv_weight": 0.001, "l2_weight": 0.002, "ce_weight": 0.003, "jitter": 1, "flip": False,
+        "image_size": [32, 32], "num_threads": 1, "precision": "fp32", "compiled": False, "compile_fallback": None,
+        "method": "batchnorm-inversion"}
+    assert result.labels.tolist() == [0, 1, 2, 3, 4]  # the second batch goes on counting classes
+    # the losses are measured on the start and the uint8 output, in batches of 3 and 2: recompute the last
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    loss = _BatchNormStatLoss(tiny_model)
+    batches = []
+    for part in (result.images[:3], result.images[3:]):
+        with torch.no_grad():
+            tiny_model(torch.as_tensor(part).permute(0, 3, 1, 2).float())
+        batches.append(loss.pop().item())
+    loss.remove()
+    assert provenance["bn_loss_final"] == pytest.approx(np.mean(batches), rel=1e-5)
