@@ -142,10 +142,21 @@ def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):
     assert metrics["crossfold"]["folds"] == 2 and metrics["crossfold"]["images_per_fold"] == [10, 10]
     assert metrics["ir"] == str(xml) and metrics["test_set"] == {"name": "noise"}
     assert metrics["input_size"] == [32, 32]  # fold 0's run: speed and settings
-    # a fold without images is skipped: its model (missing here) is never read
-    kept = labels % 3 != 2
-    three, _ = evaluate_crossfold(xml, ImageSet(images[kept], labels[kept], {}), 3, show_progress=False)
-    assert not fold_ir(xml, 2).exists() and three["crossfold"]["images_per_fold"] == [8, 6, 0]
+    assert metrics["crossfold"]["rule"] == "an image of fold k is scored by the model calibrated on the other folds"
+    assert logits.dtype == np.float32
+    # a fold without images is skipped (its model, missing here, is never read), and the next is still scored
+    save_ir(tiny_classifier_model((4, 4)), fold_ir(xml, 2))
+    for suffix in (".xml", ".bin"):
+        fold_ir(xml, 1).with_suffix(suffix).unlink()
+    kept = labels % 3 != 1
+    three, logits = evaluate_crossfold(xml, ImageSet(images[kept], labels[kept], {}), 3, show_progress=False,
+                                       batch_size=7)
+    assert not fold_ir(xml, 1).exists() and three["crossfold"]["images_per_fold"] == [8, 0, 6]
+    last = np.flatnonzero(labels[kept] % 3 == 2)
+    _, expected = evaluate_ir(fold_ir(xml, 2), ImageSet(images[kept][last], labels[kept][last], {}),
+                              show_progress=False)
+    np.testing.assert_array_equal(logits[last], expected)
+    assert three["batch_size"] == 7
 
 
 def test_evaluate_ir_records_its_settings_and_resizes_to_the_ir(tmp_path):
@@ -167,6 +178,7 @@ def test_evaluate_ir_records_its_settings_and_resizes_to_the_ir(tmp_path):
         "batch_size": 5, "precision_hint": "f32", "input_size": [32, 32], "resize": "bilinear", "ir": str(xml),
         "test_set": {"name": "small"}, "num_images": 12}
     assert metrics["images_per_second"] == pytest.approx(12 / metrics["inference_seconds"])
+    assert 0 < metrics["inference_seconds"] < 60 and 1e-3 < metrics["batch_latency_ms_median"] < 60_000
     assert metrics["batch_latency_ms_median"] > 0 and metrics["infer_requests"] >= 1 and metrics["num_streams"] >= 1
     assert metrics["performance_hint"] in ("THROUGHPUT", "LATENCY", "PerformanceMode.THROUGHPUT",
                                            "PerformanceMode.LATENCY")
@@ -174,3 +186,24 @@ def test_evaluate_ir_records_its_settings_and_resizes_to_the_ir(tmp_path):
     same, _ = evaluate_ir(xml, ImageSet(resize_images(small, (32, 32)), np.arange(12) % 10, {}), precision_hint="",
                           show_progress=False)
     assert same["resize"] is None and same["precision_hint"] == "default" and same["batch_size"] == 100
+    # the IR's own policy is the one used
+    import openvino as ov
+
+    from synthcal.models.preprocessing import RT_INFO_RESIZE
+
+    model = ov.Core().read_model(str(xml))
+    model.set_rt_info("nearest", RT_INFO_RESIZE)
+    save_ir(model, tmp_path / "nearest.xml")
+    metrics, logits = evaluate_ir(tmp_path / "nearest.xml", ImageSet(small, np.arange(12) % 10, {}),
+                                  show_progress=False)
+    nearest = infer_logits(compile_model(str(xml), "f32", uint8_images=True),
+                           resize_images(small, (32, 32), "nearest"), 5)
+    assert metrics["resize"] == "nearest"
+    np.testing.assert_allclose(logits, nearest, rtol=1e-5, atol=1e-5)
+    assert not np.allclose(logits, expected, rtol=1e-3, atol=1e-3)
+    # and the precision hint reaches the compiled model
+    metrics, logits = evaluate_ir(xml, ImageSet(small, np.arange(12) % 10, {}), precision_hint="bf16",
+                                  show_progress=False)
+    bf16 = infer_logits(compile_model(str(xml), "bf16", uint8_images=True), resize_images(small, (32, 32)), 5)
+    np.testing.assert_array_equal(logits, bf16)
+    assert metrics["precision_hint"] == "bf16"
