@@ -1,15 +1,16 @@
 """Mutation score (mutmut 3) of the modules that decide the study's numbers, each against its own fast tests.
 
-    .venv/bin/python benchmarks/mutation_score.py [MODULE ...] [--max-children 2] [--fresh]
+    .venv/bin/python benchmarks/mutation_score.py [MODULE ...] [--max-children 2] [--fresh | --retest]
 
 (``make mutation`` runs all of them.) Each module gets a work folder ``.mutation/<module>/`` holding a copy of
 ``synthcal/``, ``tests/`` and the files the tests read, and a ``pyproject.toml`` whose ``[tool.mutmut]`` names that
 module and its tests (``-m "not slow"``, minus the few fast tests that take minutes and test nothing of it);
 ``mutmut run`` works there (``mutants/``), so a rerun only tests mutants it has no result for (``--fresh`` starts
-over). Printed per module: mutmut's own figures (killed, timeout, survived, no tests, skipped), its score
-(killed + timeout) / (total − skipped), the score with the equivalent mutants below left out, and every mutant not
-killed with the line it changes. ``EQUIVALENT`` lists the surviving mutants that no test can kill, each with why.
-Not part of CI: it takes minutes per module (README, "Mutation testing").
+over; ``--retest`` tests the last run's survivors again, after tests were added). Printed per module: mutmut's
+own figures (killed, timeout, survived, no tests, skipped), its score (killed + timeout) / (total − skipped), the
+score with the equivalent mutants below left out, and every mutant not killed with the line it changes.
+``EQUIVALENT`` lists the surviving mutants that no test can kill, each with why. Not part of CI: it takes minutes
+per module (README, "Mutation testing").
 """
 
 from __future__ import annotations
@@ -56,6 +57,37 @@ ALSO_COPY = ["schemas", "config", "config.yaml"]
 EQUIVALENT: dict[str, str] = {
     "synthcal.evaluation.evaluate.x_evaluate_from_files__mutmut_4": "extra = None: both branches set extra before "
                                                                     "it is read",
+    "synthcal.evaluation.evaluate.x_classification_metrics__mutmut_13":
+        "argsort's default axis is the last: axis 1 of the 2-D logits",
+    "synthcal.evaluation.evaluate.x_throughput__mutmut_8": "float('NAN') is nan as well",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_4": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_31":
+        "warm-up of every image (images[:None]): untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_36": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_37": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_38": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_44": "warm-up batch size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_51": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_52": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_57": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_58": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_60": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_61": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_81": "batch_seconds is never empty: a test set has images",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_21":
+        "uint8_images=None: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_24":
+        "no uint8_images: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_25":
+        "uint8_images=False: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_16":
+        "the part's provenance is overwritten by the whole set's below",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_46": "evaluate_ir already recorded the same test_set",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_47": "evaluate_ir already recorded the same test_set",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_48":
+        "evaluate_ir of fold 0 already recorded the same ir",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_49":
+        "evaluate_ir of fold 0 already recorded the same ir",
     "synthcal.evaluation.stats.x_mcnemar_exact__mutmut_14": "drops p=0.5, which is scipy binomtest's default",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_20": "astype(None) is float64: the same 0/1 differences",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_21": "astype(None) is float64: the same 0/1 differences",
@@ -118,21 +150,29 @@ def changed_line(work: Path, name: str) -> str:
     return f"{' / '.join(removed)}  →  {' / '.join(added)}"
 
 
-def score_module(module: str, max_children: int, fresh: bool) -> dict:
-    work = prepare(module, fresh)
-    print(f"{module}: mutmut run in {work} (log: {work / 'mutmut-run.log'})", flush=True)
+def _not_killed(work: Path) -> dict[str, str]:
+    found = {}
+    for line in _mutmut(work, "results").stdout.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            found[name] = status
+    return found
+
+
+def score_module(module: str, max_children: int, fresh: bool, retest: bool = False) -> dict:
+    """mutmut run on the module (``retest``: only the mutants an earlier run did not kill, against today's tests)."""
+    work = prepare(module, fresh and not retest)
+    again = sorted(name for name, status in _not_killed(work).items() if status == "survived") if retest else []
+    print(f"{module}: mutmut run{f' of {len(again)} survivors' if retest else ''} in {work} "
+          f"(log: {work / 'mutmut-run.log'})", flush=True)
     start = time.perf_counter()
-    run = _mutmut(work, "run", "--max-children", str(max_children), log=work / "mutmut-run.log")
+    run = _mutmut(work, "run", "--max-children", str(max_children), *again, log=work / "mutmut-run.log")
     seconds = time.perf_counter() - start
     if run.returncode != 0:
         raise SystemExit(f"{module}: mutmut run failed (exit {run.returncode}); see {work / 'mutmut-run.log'}")
     _mutmut(work, "export-cicd-stats")
     counts = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
-    not_killed = {}
-    for line in _mutmut(work, "results").stdout.splitlines():
-        name, _, status = line.strip().rpartition(": ")
-        if name:
-            not_killed[name] = status
+    not_killed = _not_killed(work)
     tested = counts["total"] - counts["skipped"]
     caught = counts["killed"] + counts["timeout"]
     equivalent = [name for name, status in not_killed.items() if status == "survived" and name in EQUIVALENT]
@@ -155,6 +195,8 @@ def main() -> None:
     parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"some of {', '.join(MODULES)} (default: all)")
     parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results and test every mutant")
+    parser.add_argument("--retest", action="store_true",
+                        help="test again only the mutants that survived the last run (after adding tests)")
     options = parser.parse_args()
     unknown = sorted(set(options.modules) - set(MODULES))
     if unknown:
@@ -164,7 +206,7 @@ def main() -> None:
     header = "module            mutants  killed  timeout  survived  no-tests  skipped  equiv.  score   w/o equiv.  time"
     results = []
     for module in options.modules or MODULES:
-        results.append(score_module(module, options.max_children, options.fresh))
+        results.append(score_module(module, options.max_children, options.fresh, options.retest))
         print(header + "\n" + _row(results[-1]), flush=True)
     print("\n" + header + "\n" + "\n".join(_row(result) for result in results))
     total = {key: sum(result["counts"][key] for result in results) for key in ("total", "killed", "timeout",
