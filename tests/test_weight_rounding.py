@@ -140,3 +140,35 @@ def test_gptq_on_a_small_exact_case():
     # damping 0.5 × mean diagonal (2) adds 1 to it: the moved error is 1/(2+1) × −0.4 ≈ −0.13; 1.52 rounds to 2
     integers, _ = gptq_round(weights[:, :3], second_moment[:3, :3], damp=0.5, bits=3)
     np.testing.assert_array_equal(integers, [[3, 2, 1], [3, 2, 1], [-3, -2, -1]])
+
+
+def test_a_matmul_without_transpose_b_is_read_and_written_as_output_rows():
+    """A MatMul whose constant is [in, out] (transpose_b false): GPTQ sees rows per output, writes them back
+    transposed, the layer computes with the rounded weights, and the INT8 model holds GPTQ's integers and scales."""
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.quantization.auto import quantize_candidate
+    from synthcal.quantization.weight_rounding import integer_weights, round_weights
+
+    rng = np.random.default_rng(5)
+    image = opset.parameter([-1, 3, 4, 4], np.float32, name="image")
+    flat = opset.reshape(image, opset.constant(np.array([-1, 48], np.int64)), special_zero=False)
+    weights = rng.normal(size=(48, 6)).astype(np.float32)  # [in, out]
+    logits = opset.matmul(flat, opset.constant(weights), transpose_a=False, transpose_b=False)
+    model = ov.Model([opset.relu(logits)], [image])
+    (layer,) = rounded_layers(model)
+    np.testing.assert_array_equal(weight_matrix(layer), weights.T.astype(np.float64))
+    images = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    rounded, integers, scales = round_weights(model, images)
+    (name,) = integers
+    assert integers[name].dtype == np.int8 and integers[name].shape == (6, 48)
+    (rounded_layer,) = rounded_layers(rounded)
+    np.testing.assert_allclose(weight_matrix(rounded_layer), integers[name] * scales[name][:, None], rtol=1e-6)
+    # damping reaches GPTQ: another damp, other integers
+    assert (round_weights(model, images, damp=5.0)[1][name] != integers[name]).any()
+    quantized, _ = quantize_candidate(model, images, {"id": "g", "fast_bias_correction": False,
+                                                      "overflow_fix": "disable", "weight_rounding": "gptq"})
+    held_integers, held_scales = integer_weights(quantized)[name]
+    np.testing.assert_array_equal(held_integers, integers[name])
+    np.testing.assert_allclose(held_scales, scales[name], rtol=1e-6)
