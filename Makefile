@@ -6,7 +6,7 @@ CORES ?= 8
 CONFIG ?=
 SNAKEMAKE_ARGS ?=
 
-.PHONY: env study study-offline study-imagenet test lint report clean pot-env pot-lock
+.PHONY: env study study-offline study-imagenet test lint report clean pot-env pot-lock mutation
 
 env: $(VENV)/.installed
 
@@ -53,6 +53,12 @@ lint: env
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Mutation score of the modules that decide the study's numbers (not CI: ~30 min on 2 cores); MODULES= picks some
+MODULES ?=
+mutation: env
+	test -x $(BIN)/mutmut || $(BIN)/python -m pip install -q -e ".[dev]"  # mutmut is pinned in the dev extra
+	$(BIN)/python benchmarks/mutation_score.py $(MODULES)
 
 report: env
 	$(BIN)/snakemake --report results/report/snakemake_report.html $(if $(CONFIG),--configfile $(CONFIG))

@@ -41,6 +41,25 @@ def test_proxy_prefers_the_candidate_closer_to_fp32():
     assert choose(tied, "agreement") == 1
 
 
+def test_proxy_kl_is_fp32_against_int8_as_scipy_computes_it():
+    """KL(FP32‖INT8) of the softmaxes, row by row as scipy.stats.entropy(p, q) gives it, then the mean; on
+    asymmetric logits the other direction differs, so it cannot stand in."""
+    from scipy.special import softmax
+    from scipy.stats import entropy
+
+    rng = np.random.default_rng(1)
+    fp32 = rng.normal(size=(50, 10)) * 4
+    int8 = fp32 * 0.5 + rng.gamma(2.0, size=fp32.shape)  # flatter and skewed: KL is far from symmetric here
+    expected = entropy(softmax(fp32, axis=1), softmax(int8, axis=1), axis=1).mean()
+    reverse = entropy(softmax(int8, axis=1), softmax(fp32, axis=1), axis=1).mean()
+    scores = proxy_scores(fp32, int8)
+    assert scores["kl"] == pytest.approx(expected, rel=1e-9) and abs(expected - reverse) > 0.1 * expected
+    assert scores["agreement"] == (fp32.argmax(1) == int8.argmax(1)).mean() < 1.0
+    assert scores["logit_mse"] == pytest.approx(((fp32 - int8) ** 2).mean(), rel=1e-12)
+    # shifting a row's logits leaves its softmax, and so the KL, as it was
+    assert proxy_scores(fp32 + 7.0, int8 - 3.0)["kl"] == pytest.approx(expected, rel=1e-9)
+
+
 @pytest.mark.parametrize(("method", "message"), [
     ({"algorithm": "auto"}, "holdout must name a calibration entry"),
     ({"algorithm": "auto", "holdout": "nope"}, "'nope', which is not defined"),
@@ -240,3 +259,55 @@ def test_auto_cell_and_its_oracle_through_snakemake(tmp_path):
     table = pd.read_csv(tmp_path / "results/report/auto_vs_oracle.csv")
     assert len(table) == 1 and table.pick[0] == info["chosen"] and table.images[0] == 200
     assert table.oracle_agreement[0] >= table.pick_agreement[0] and table.baseline[0] == "default_full_bc"
+
+
+def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
+    """In process (the audited test above runs in a child): each candidate's settings are in the arguments NNCF got,
+    the pick is ``choose`` over the recorded proxy scores, and holdout images identical to calibration images go."""
+    import openvino as ov
+    from conftest import tiny_classifier_model
+
+    from synthcal.quantization.auto import quantize_auto
+    from synthcal.quantization.nncf_engine import nncf
+
+    RangeEstimatorParametersSet = nncf.quantization.range_estimator.RangeEstimatorParametersSet  # noqa: N806
+    ov.save_model(tiny_classifier_model((8, 16)), tmp_path / "fp32.xml")
+    rng = np.random.default_rng(0)
+    pool = rng.integers(0, 256, (170, 32, 32, 3), dtype=np.uint8)
+    calibration = ImageSet(pool[:150], np.full(150, -1), {"name": "calib"})
+    holdout = ImageSet(pool[140:], np.full(30, -1), {"name": "hold"})  # 10 images shared with the calibration set
+    method = {"algorithm": "auto", "holdout": "hold", "proxy": "agreement", "candidates": [
+        {"id": "fast", "subset_size": 120},
+        {"id": "full", "fast_bias_correction": False, "preset": "mixed", "activations_range": "mean_minmax",
+         "overflow_fix": "disable", "augment": "flip"},
+        {"id": "fifth", "fast_bias_correction": False, "bias_correction_images": "fifth", "subset_size": 1000}]}
+    info = quantize_auto(tmp_path / "fp32.xml", calibration, holdout, "auto", method, tmp_path / "out/int8.xml",
+                         tmp_path / "out/quantize.json", tmp_path / "out/candidates")
+    fast, full, fifth = info["candidates"]
+    assert fast["nncf_arguments"] == {"preset": "performance", "target_device": "CPU", "subset_size": "2",
+                                      "fast_bias_correction": "True", "statistics_images": 120,
+                                      "statistics_batch": 100, "advanced": {}}
+    # 300 images (150 and their mirror images) in 3 items; full bias correction over every item: 3 × 5
+    assert full["nncf_arguments"] == {"preset": "mixed", "target_device": "CPU", "subset_size": "15",
+                                      "fast_bias_correction": "False", "statistics_images": 300,
+                                      "statistics_batch": 100, "advanced": {
+                                          "activations_range_estimator_params": str(
+                                              RangeEstimatorParametersSet.MEAN_MINMAX),
+                                          "overflow_fix": "disable"}}
+    assert fifth["nncf_arguments"]["subset_size"] == "2" and fifth["nncf_arguments"]["statistics_images"] == 150
+    assert info["holdout_images"] == 20 and info["holdout_images_left_out"] == 10
+    assert info["proxy"] == "agreement" and info["reads_test_images"] is False
+    assert info["chosen"] == ["fast", "full", "fifth"][choose([c["proxy"] for c in info["candidates"]], "agreement")]
+    chosen = next(c for c in info["candidates"] if c["id"] == info["chosen"])
+    assert (tmp_path / "out/int8.xml").read_bytes() == (tmp_path / "out/candidates" / info["chosen"] /
+                                                       "int8.xml").read_bytes()
+    assert info["float_layers"] == chosen["float_layers"] and info["fake_quantize_count"] == chosen[
+        "fake_quantize_count"] > 0
+    assert info["quantization_seconds"] == pytest.approx(info["reference_seconds"] + sum(
+        c["quantization_seconds"] + c["proxy_seconds"] for c in info["candidates"]))
+    assert read_json(tmp_path / "out/quantize.json")["chosen"] == info["chosen"]
+    assert info["calibration_samples_used"] == info["calibration_images_available"] == 150
+    with pytest.raises(AutoMethodError, match=r"methods.auto: the calibration set and the holdout set need images "
+                                              r"\(got 150 and 0\)"):
+        quantize_auto(tmp_path / "fp32.xml", calibration, ImageSet(pool[:5], np.full(5, -1), {}), "auto", method,
+                      tmp_path / "x/int8.xml", tmp_path / "x/quantize.json", tmp_path / "x/candidates")

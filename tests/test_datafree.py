@@ -197,3 +197,64 @@ def test_the_schema_checks_per_model_settings():
     for bad in ({"resnet56": {"iterationz": 30}}, {"resnet56": {"iterations": 0}}):
         with pytest.raises(WorkflowError, match="per_model"):
             validate(config(bad), schema)
+
+
+def test_bn_loss_by_hand():
+    """Σ over BN layers of ‖batch mean − running_mean‖ + ‖batch variance (biased) − running_var‖, on an input whose
+    channel statistics are mean (1, 2) and variance (1, 4)."""
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    class TwoNorms(nn.Module):  # both layers see the same input
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.BatchNorm2d(2), nn.BatchNorm2d(2)
+
+        def forward(self, x):
+            return self.a(x) + self.b(x)
+
+    model = TwoNorms().eval()
+    model.a.running_mean.copy_(torch.tensor([0.0, 0.0]))
+    model.a.running_var.copy_(torch.tensor([1.0, 1.0]))
+    model.b.running_mean.copy_(torch.tensor([1.0, 0.0]))
+    model.b.running_var.copy_(torch.tensor([2.0, 4.0]))
+    x = torch.tensor([[[[0.0, 2.0]], [[0.0, 4.0]]], [[[2.0, 0.0]], [[4.0, 0.0]]]])  # N=2, C=2, H=1, W=2
+    loss = _BatchNormStatLoss(model)
+    model(x)
+    # layer a: ‖(1, 2)‖ + ‖(0, 3)‖ = √5 + 3; layer b: ‖(0, 2)‖ + ‖(−1, 0)‖ = 3
+    assert loss.pop().item() == pytest.approx(5 ** 0.5 + 6, rel=1e-6)
+    assert loss.terms == []
+    loss.remove()
+    model(x)
+    assert loss.terms == []  # hooks gone
+
+
+def test_bad_settings_are_refused_and_every_setting_is_recorded(tiny_model):
+    for options, message in [({"count": 0}, r"^count must be positive, got 0$"),
+                             ({"iterations": 0}, r"^iterations and batch_size must be positive, got 0 and 12$"),
+                             ({"batch_size": 0}, r"^iterations and batch_size must be positive, got 40 and 0$"),
+                             ({"jitter": -1}, r"^jitter must be >= 0, got -1$")]:
+        with pytest.raises(ValueError, match=message):
+            _run(tiny_model, **options)
+    result = _run(tiny_model, count=5, iterations=2, batch_size=3, lr=0.05, tv_weight=0.001, l2_weight=0.002,
+                  ce_weight=0.003, jitter=1, flip=False, model_name="tiny", image_size=(32, 32))
+    provenance = result.provenance
+    assert {key: provenance[key] for key in ("count", "seed", "iterations", "lr", "batch_size", "class_targets",
+                                             "num_classes", "tv_weight", "l2_weight", "ce_weight", "jitter", "flip",
+                                             "image_size", "num_threads", "precision", "compiled",
+                                             "compile_fallback", "method")} == {
+        "count": 5, "seed": 1, "iterations": 2, "lr": 0.05, "batch_size": 3, "class_targets": True,
+        "num_classes": 10, "tv_weight": 0.001, "l2_weight": 0.002, "ce_weight": 0.003, "jitter": 1, "flip": False,
+        "image_size": [32, 32], "num_threads": 1, "precision": "fp32", "compiled": False, "compile_fallback": None,
+        "method": "batchnorm-inversion"}
+    assert result.labels.tolist() == [0, 1, 2, 3, 4]  # the second batch goes on counting classes
+    # the losses are measured on the start and the uint8 output, in batches of 3 and 2: recompute the last
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    loss = _BatchNormStatLoss(tiny_model)
+    batches = []
+    for part in (result.images[:3], result.images[3:]):
+        with torch.no_grad():
+            tiny_model(torch.as_tensor(part).permute(0, 3, 1, 2).float())
+        batches.append(loss.pop().item())
+    loss.remove()
+    assert provenance["bn_loss_final"] == pytest.approx(np.mean(batches), rel=1e-5)

@@ -4,6 +4,8 @@ images; ``batch_size`` > 1 keeps NNCF's own batch semantics. Speed is benchmarks
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -11,7 +13,13 @@ from conftest import TinyClassifier
 
 from synthcal.inference import batch_within
 from synthcal.io import UNLABELLED, ImageSet, read_json
-from synthcal.quantization.nncf_engine import STATISTICS_BATCH, STATISTICS_PIXELS, calibration_items, quantize_model
+from synthcal.quantization.nncf_engine import (
+    STATISTICS_BATCH,
+    STATISTICS_PIXELS,
+    calibration_items,
+    nncf_arguments,
+    quantize_model,
+)
 
 METHOD = {"algorithm": "default", "preset": "performance", "subset_size": "all", "fast_bias_correction": True,
           "target_device": "CPU", "batch_size": 1}  # the schema's default
@@ -90,11 +98,41 @@ def test_whole_batches_give_other_ranges(fp32_xml, calibration, tmp_path):
     assert any(not np.array_equal(a, b) for a, b in zip(one, whole, strict=True))
 
 
+def test_the_methods_settings_reach_nncf(fp32_xml, calibration, tmp_path):
+    """Every setting of the method entry is in the arguments NNCF was called with (quantize.json records that very
+    dict): full bias correction stays full, and the ignored MatMul is left in float."""
+    method = METHOD | {"preset": "mixed", "target_device": "any", "subset_size": 40, "fast_bias_correction": False,
+                       "ignored_scope": {"types": ["MatMul"]}}
+    few = ImageSet(calibration.images[:60], calibration.labels[:60], calibration.provenance)
+    info = quantize_model(fp32_xml, few, "full_bc", method, tmp_path / "int8.xml", tmp_path / "quantize.json")
+    recorded = read_json(tmp_path / "quantize.json")
+    assert recorded["nncf_arguments"] == {
+        "preset": "mixed", "target_device": "ANY", "subset_size": "1", "fast_bias_correction": "False",
+        "model_type": None,
+        "ignored_scope": "IgnoredScope(names=[], patterns=[], types=['MatMul'], subgraphs=[], validate=True)"}
+    assert recorded["calibration_samples_used"] == 40 and recorded["calibration_images_available"] == 60
+    assert recorded["method"] == "full_bc" and recorded["config"] == method
+    assert len(info["float_layers"]) == 1 and info["fake_quantize_count"] > 0  # the classifier's MatMul only
+
+
+def test_nncf_arguments_default_to_the_schemas_defaults():
+    assert {key: str(value) for key, value in nncf_arguments({}, 7).items()} == {
+        "preset": "performance", "target_device": "CPU", "subset_size": "7", "fast_bias_correction": "True",
+        "model_type": "None", "ignored_scope": "None"}
+    arguments = nncf_arguments({"subset_size": 300, "model_type": "transformer", "fast_bias_correction": False}, 7)
+    assert arguments["subset_size"] == 7 and arguments["model_type"].value == "transformer"
+    assert arguments["fast_bias_correction"] is False
+    assert nncf_arguments({"subset_size": 3}, 7)["subset_size"] == 3 == nncf_arguments({}, 7, subset_items=3)[
+        "subset_size"]
+
+
 QUANTIZE_IN_A_FRESH_PROCESS = """
 import sys
 {preload}
 from synthcal.io import ImageSet, UNLABELLED
 from synthcal.quantization.nncf_engine import quantize_model
+from pathlib import Path
+
 import numpy as np
 images = np.random.default_rng(0).integers(0, 256, (250, 32, 32, 3), dtype=np.uint8)
 method = {method!r}
@@ -131,3 +169,73 @@ def test_an_unknown_ignored_scope_layer_is_named_before_nncf_runs(fp32_xml, cali
                                                 rf"{fp32_xml}; its layers include "):
         quantize_model(fp32_xml, calibration, "scoped", method, tmp_path / "int8.xml", tmp_path / "quantize.json")
     assert not list(tmp_path.iterdir())
+
+
+def test_bad_methods_and_sets_are_refused_before_nncf(fp32_xml, calibration, tmp_path):
+    from synthcal.quantization.nncf_engine import QuantizationError
+
+    def run(method, image_set=calibration):
+        return quantize_model(fp32_xml, image_set, "m", method, tmp_path / "int8.xml", tmp_path / "q.json")
+
+    with pytest.raises(QuantizationError, match=r"^methods.m.algorithm 'magic' is not one of \('default', "
+                                                r"'accuracy_aware'\)$"):
+        run({"algorithm": "magic"})
+    with pytest.raises(QuantizationError, match="^the calibration set is empty$"):
+        run(METHOD, ImageSet(calibration.images[:0], calibration.labels[:0], {}))
+    with pytest.raises(QuantizationError, match="^methods.m.validation is 'labels' but the calibration set has no "
+                                                "labels; use 'agreement'"):
+        run({"algorithm": "accuracy_aware", "validation": "labels"})
+    with pytest.raises(QuantizationError, match="^methods.m.validation 'loss' is not one of labels, agreement, auto$"):
+        run({"algorithm": "accuracy_aware", "validation": "loss"})
+    assert not (tmp_path / "int8.xml").exists() and not (tmp_path / "q.json").exists()
+
+
+def test_accuracy_aware_records_its_validation(fp32_xml, calibration, tmp_path):
+    """A loose max_drop (nothing to revert): what was validated on and the drop NNCF was held to, as recorded."""
+    labelled = ImageSet(calibration.images[:30], np.arange(30) % 10, {"name": "labelled"})
+    method = {"algorithm": "accuracy_aware", "validation": "auto", "validation_count": 50, "max_drop": 0.9,
+              "drop_type": "relative", "max_num_iterations": 1}
+    info = quantize_model(fp32_xml, labelled, "aa", method, tmp_path / "int8.xml", tmp_path / "q.json")
+    control = read_json(tmp_path / "q.json")["accuracy_control"]
+    assert {key: control[key] for key in ("validation", "validation_images", "max_drop", "drop_type")} == {
+        "validation": "labels", "validation_images": 30, "max_drop": 0.9, "drop_type": "relative"}
+    assert control["metric_drop"] == pytest.approx((control["baseline_metric"] - control["final_metric"])
+                                                   / control["baseline_metric"])
+    assert info["validation_count_capped"] == {"requested": 50, "used": 30} and info["calibration_batch_size"] == 1
+    # unlabelled: "auto" validates on agreement with FP32, which FP32 itself meets fully
+    method = {"algorithm": "accuracy_aware", "validation": "auto", "validation_count": 20, "max_drop": 0.9}
+    info = quantize_model(fp32_xml, ImageSet(calibration.images[:30], calibration.labels[:30], {}), "aa", method,
+                          tmp_path / "b/int8.xml", tmp_path / "b/q.json")
+    control = info["accuracy_control"]
+    assert (control["validation"], control["validation_images"], control["baseline_metric"]) == ("agreement", 20, 1.0)
+    assert control["drop_type"] == "absolute" and control["metric_drop"] == pytest.approx(1.0 - control[
+        "final_metric"]) and "validation_count_capped" not in info
+
+
+def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_path):
+    """Fold k's model is calibrated on the images outside fold k (class index modulo folds): fold 0's is the cell's
+    int8.xml, the others under folds/; quantize.json lists them; the workflow entry reads the set from its file."""
+    from types import SimpleNamespace
+
+    from synthcal.io import save_image_set
+    from synthcal.quantization.nncf_engine import fold_ir, quantize_from_files
+
+    labels = np.arange(60) % 10
+    save_image_set(tmp_path / "calib.npz", calibration.images[:60], labels, {"name": "cf", "folds": 3})
+    outputs = SimpleNamespace(xml=tmp_path / "cell/int8.xml", info=tmp_path / "cell/quantize.json")
+    info = quantize_from_files("default", METHOD, SimpleNamespace(xml=fp32_xml, calibration=tmp_path / "calib.npz"),
+                               outputs)
+    assert fold_ir(outputs.xml, 0) == outputs.xml and fold_ir(outputs.xml, 2) == tmp_path / "cell/folds/2/int8.xml"
+    assert [model["fold"] for model in info["fold_models"]] == [0, 1, 2] and info["folds"] == 3
+    assert [model["calibration_images"] for model in info["fold_models"]] == [36, 42, 42]  # 4, 3, 3 classes out
+    assert all(Path(model["ir"]).exists() for model in info["fold_models"])
+    assert info["quantization_seconds"] == pytest.approx(sum(m["quantization_seconds"] for m in info["fold_models"]))
+    written = read_json(outputs.info)
+    assert written["fold_models"] == info["fold_models"] and written["folds"] == 3
+    assert written["quantization_seconds"] == info["quantization_seconds"]
+    assert info["calibration_images_available"] == 36 and info["calibration_set"]["fold"] == 0
+    # an ordinary set (no folds) goes straight to quantize_model
+    save_image_set(tmp_path / "plain.npz", calibration.images[:20], None, {"name": "plain"})
+    plain = quantize_from_files("default", METHOD, SimpleNamespace(xml=fp32_xml, calibration=tmp_path / "plain.npz"),
+                                SimpleNamespace(xml=tmp_path / "p/int8.xml", info=tmp_path / "p/quantize.json"))
+    assert "fold_models" not in plain and plain["calibration_images_available"] == 20

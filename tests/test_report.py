@@ -352,3 +352,25 @@ def test_three_model_page_in_chromium_section_by_section(three_models, tmp_path)
     for anchor, png in check.sections.items():
         with Image.open(__import__("io").BytesIO(png)) as shot:
             assert shot.size[0] == 1280 and shot.size[1] > 20, anchor
+
+
+def test_reference_prefers_a_cifar10_set_whatever_the_order():
+    """A cifar10 set is the reference wherever it stands among other real sets; without one, a folder set comes
+    before a crossfold set (``REAL_DATA_KINDS`` order); ``preferred`` wins over both, if it is real."""
+    from itertools import permutations
+
+    from synthcal.report.recommendation import reference_calibration
+
+    kinds = {"own": "folder", "two_fold": "crossfold", "train": "cifar10", "noise": "noise", "df": "datafree"}
+    for order in permutations(kinds):
+        assert reference_calibration(list(order), kinds) == "train", order
+        assert reference_calibration([n for n in order if n != "train"], kinds) == "own", order
+        assert reference_calibration([n for n in order if n not in ("train", "own")], kinds) == "two_fold", order
+        assert reference_calibration(list(order), kinds, preferred="two_fold") == "two_fold"
+    assert reference_calibration(["noise", "df"], kinds) is None
+    with pytest.raises(ValueError, match=r"report.reference_calibration 'noise' is kind noise, not real images "
+                                         r"\(the study's real-data sets: \['own', 'train'\]\)"):
+        reference_calibration(["own", "noise", "train"], kinds, preferred="noise")
+    with pytest.raises(ValueError, match=r"'gone' is not in the study's calibration sets \['own'\] "
+                                         r"\(its real-data sets: \['own'\]\)"):
+        reference_calibration(["own"], kinds, preferred="gone")

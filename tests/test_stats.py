@@ -116,3 +116,82 @@ def test_count_bootstrap_matches_scipys_image_bootstrap():
                              rng=np.random.default_rng(1)).confidence_interval
     assert ours.ci_low == pytest.approx(theirs.low, abs=0.0015)
     assert ours.ci_high == pytest.approx(theirs.high, abs=0.0015)
+
+
+def test_bad_inputs_are_refused_with_their_reason():
+    with pytest.raises(ValueError, match="^a rate needs at least one image$"):
+        wilson_rate(0, 0)
+    with pytest.raises(ValueError, match=r"^successes must lie in \[0, 10\], got 11$"):
+        wilson_rate(11, 10)
+    with pytest.raises(ValueError, match=r"^successes must lie in \[0, 10\], got -1$"):
+        wilson_rate(-1, 10)
+    message = r"^paired outcomes need two equal-length 1-D arrays, got \(3,\) and \(4,\)$"
+    with pytest.raises(ValueError, match=message):
+        paired_difference(np.ones(3, bool), np.ones(4, bool))
+    with pytest.raises(ValueError, match=r"got \(2, 2\) and \(2, 2\)$"):
+        paired_difference(np.ones((2, 2), bool), np.ones((2, 2), bool))
+    with pytest.raises(ValueError, match=r"got \(0,\) and \(0,\)$"):
+        paired_difference(np.ones(0, bool), np.ones(0, bool))
+    with pytest.raises(ValueError, match=r"labels \(1, 3\) must cover the same images$"):
+        versus_reference(np.zeros(3), np.zeros(3), np.zeros(3)[None])
+
+
+def test_one_image_and_other_confidence_levels():
+    rate = wilson_rate(1, 1)
+    assert (rate.estimate, rate.successes, rate.n) == (1.0, 1, 1) and isinstance(rate.successes, int)
+    assert 0 < rate.ci_low < 1 == rate.ci_high
+    # the Wilson formula at 99 %
+    successes, n, z = 970, 1000, scipy_stats.norm.ppf(0.995)
+    p = successes / n
+    centre, half = (p + z * z / (2 * n)) / (1 + z * z / n), z / (1 + z * z / n) * sqrt(
+        p * (1 - p) / n + z * z / (4 * n * n))
+    wide = wilson_rate(successes, n, confidence=0.99)
+    assert (wide.ci_low, wide.ci_high) == pytest.approx((centre - half, centre + half), abs=1e-9)
+
+
+def test_truthy_outcomes_count_as_bool():
+    """Outcomes are per-image booleans: any non-zero value is "right" (2 and 1 are both right, no discordance)."""
+    result = paired_difference(np.array([2, 0, 1, 3]), np.array([1, 1, 0, 5]))
+    assert (result.a_only, result.b_only, result.estimate) == (1, 1, 0.0)
+    result = paired_difference(np.array([1, 1, 0, 1]), np.array([2, 0, 1, 4]))
+    assert (result.a_only, result.b_only) == (1, 1)
+
+
+def test_the_interval_is_the_percentiles_of_the_seeded_count_bootstrap():
+    """A few resamples, so every percentile is interpolated: the bounds are the (1 ± confidence) / 2 percentiles
+    of the means of multinomial counts drawn by ``default_rng(seed)`` (seed 0 by default)."""
+    a, b = _pair(50, 6, 2, both=30)
+    for seed, resamples, confidence in ((0, 3, 0.95), (4, 7, 0.9), (9, 5, 0.5)):
+        draws = np.random.default_rng(seed).multinomial(50, [6 / 50, 2 / 50, 42 / 50], size=resamples)
+        alpha = (1 - confidence) / 2
+        expected = np.percentile((draws[:, 0] - draws[:, 1]) / 50, [100 * alpha, 100 * (1 - alpha)])
+        result = paired_difference(a, b, seed=seed, resamples=resamples, confidence=confidence)
+        assert (result.ci_low, result.ci_high) == pytest.approx(tuple(expected), abs=1e-15)
+    assert paired_difference(a, b, resamples=7) == paired_difference(a, b, seed=0, resamples=7)
+    one = paired_difference(*_pair(10, 1, 0, both=5), resamples=99)  # one discordant image is resampled too
+    assert one.ci_low == 0.0 < one.ci_high
+
+
+def test_distinguishable_needs_p_strictly_below_the_level():
+    # 0 against 2 of 4: every resample is below 0, but p = 0.5 is not below 1 - 0.5
+    result = paired_difference(*_pair(4, 0, 2, both=1), confidence=0.5)
+    assert result.ci_high < 0 and result.mcnemar_p == 0.5 and not result.distinguishable
+
+
+def test_versus_reference_passes_its_settings_on():
+    rng = np.random.default_rng(5)
+    labels = rng.integers(0, 10, 300)
+    fp32 = np.where(rng.random(300) < 0.9, labels, (labels + 1) % 10)
+    int8 = np.where(rng.random(300) < 0.9, fp32, (fp32 + 2) % 10)
+    for settings in ({"seed": 3, "resamples": 9, "confidence": 0.8}, {"resamples": 9}):
+        row = versus_reference(int8, fp32, labels, **settings)
+        delta = paired_difference(int8 == labels, fp32 == labels, **({"seed": 0, "confidence": 0.95} | settings))
+        agreement = wilson_rate(int((int8 == fp32).sum()), 300, settings.get("confidence", 0.95))
+        assert (row["delta_top1_ci_low"], row["delta_top1_ci_high"]) == (delta.ci_low, delta.ci_high)
+        assert (row["agreement_ci_low"], row["agreement_ci_high"]) == (agreement.ci_low, agreement.ci_high)
+
+
+def test_paired_difference_as_a_prefixed_row():
+    row = paired_difference(*_pair(10, 2, 0, both=5), resamples=9).as_dict("top1_")
+    assert row["top1_a_only"] == 2 and row["top1_n"] == 10 and row["top1_estimate"] == 0.2 and len(row) == 8
+    assert set(paired_difference(*_pair(10, 2, 0, both=5), resamples=9).as_dict()) >= {"estimate", "mcnemar_p"}

@@ -125,3 +125,50 @@ def test_second_moments_of_layers_sharing_an_unnamed_input():
         rows = _input_rows(layer, activations).astype(np.float64)
         np.testing.assert_allclose(moments[layer.get_friendly_name()], rows.T @ rows, rtol=1e-5)
     assert sorted(matrix.shape for matrix in moments.values()) == [(3, 3), (27, 27)]
+
+
+def test_gptq_on_a_small_exact_case():
+    """Three columns worked by hand (3-bit grid: levels ±3, each row's scale max|w| / 3; no damping): the column of
+    largest H diagonal (2) goes first, 0.6 rounds up to 1 and its error −0.4 moves onto column 1 as
+    H₁₂/H₁₁ × −0.4 = −0.2 (1.65 → 1.45 → 1, where nearest rounding gives 2); column 0 is uncorrelated and keeps 3;
+    column 3 sees no input (H diagonal 0) and is zeroed. Rows 1 and 2: the same at twice the scale and negated."""
+    second_moment = np.array([[1.0, 0, 0, 0], [0, 2, 1, 0], [0, 1, 3, 0], [0, 0, 0, 0]])
+    weights = np.array([[3.0, 1.65, 0.6, 0.9], [6.0, 3.3, 1.2, 1.8], [-3.0, -1.65, -0.6, -0.9]])
+    integers, scales = gptq_round(weights, second_moment, damp=0.0, bits=3)
+    np.testing.assert_array_equal(scales, [1.0, 2.0, 1.0])
+    np.testing.assert_array_equal(integers, [[3, 1, 1, 0], [3, 1, 1, 0], [-3, -1, -1, 0]])
+    # damping 0.5 × mean diagonal (2) adds 1 to it: the moved error is 1/(2+1) × −0.4 ≈ −0.13; 1.52 rounds to 2
+    integers, _ = gptq_round(weights[:, :3], second_moment[:3, :3], damp=0.5, bits=3)
+    np.testing.assert_array_equal(integers, [[3, 2, 1], [3, 2, 1], [-3, -2, -1]])
+
+
+def test_a_matmul_without_transpose_b_is_read_and_written_as_output_rows():
+    """A MatMul whose constant is [in, out] (transpose_b false): GPTQ sees rows per output, writes them back
+    transposed, the layer computes with the rounded weights, and the INT8 model holds GPTQ's integers and scales."""
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.quantization.auto import quantize_candidate
+    from synthcal.quantization.weight_rounding import integer_weights, round_weights
+
+    rng = np.random.default_rng(5)
+    image = opset.parameter([-1, 3, 4, 4], np.float32, name="image")
+    flat = opset.reshape(image, opset.constant(np.array([-1, 48], np.int64)), special_zero=False)
+    weights = rng.normal(size=(48, 6)).astype(np.float32)  # [in, out]
+    logits = opset.matmul(flat, opset.constant(weights), transpose_a=False, transpose_b=False)
+    model = ov.Model([opset.relu(logits)], [image])
+    (layer,) = rounded_layers(model)
+    np.testing.assert_array_equal(weight_matrix(layer), weights.T.astype(np.float64))
+    images = rng.integers(0, 256, (40, 4, 4, 3), dtype=np.uint8)
+    rounded, integers, scales = round_weights(model, images)
+    (name,) = integers
+    assert integers[name].dtype == np.int8 and integers[name].shape == (6, 48)
+    (rounded_layer,) = rounded_layers(rounded)
+    np.testing.assert_allclose(weight_matrix(rounded_layer), integers[name] * scales[name][:, None], rtol=1e-6)
+    # damping reaches GPTQ: another damp, other integers
+    assert (round_weights(model, images, damp=5.0)[1][name] != integers[name]).any()
+    quantized, _ = quantize_candidate(model, images, {"id": "g", "fast_bias_correction": False,
+                                                      "overflow_fix": "disable", "weight_rounding": "gptq"})
+    held_integers, held_scales = integer_weights(quantized)[name]
+    np.testing.assert_array_equal(held_integers, integers[name])
+    np.testing.assert_allclose(held_scales, scales[name], rtol=1e-6)

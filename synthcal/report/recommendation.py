@@ -38,8 +38,8 @@ PredictionLookup = Callable[[str, str, str, str], tuple[np.ndarray, np.ndarray, 
 
 
 def reference_calibration(calibrations: list[str], kinds: dict[str, str], preferred: str | None = None) -> str | None:
-    """The real-data calibration set others are compared with: ``preferred``, else the first ``cifar10`` set,
-    else the first real-data set of the study (None when it has none)."""
+    """The real-data calibration set others are compared with: ``preferred``, else the first set of the first
+    ``REAL_DATA_KINDS`` kind the study has (a ``cifar10`` set, else ``folder``, else ``crossfold``; None without)."""
     if preferred:
         real = [name for name in calibrations if kinds.get(name) in REAL_DATA_KINDS]
         if preferred not in calibrations:

@@ -1,0 +1,229 @@
+"""Mutation score (mutmut 3) of the modules that decide the study's numbers, each against its own fast tests.
+
+    .venv/bin/python benchmarks/mutation_score.py [MODULE ...] [--max-children 2] [--fresh | --retest]
+
+(``make mutation`` runs all of them.) Each module gets a work folder ``.mutation/<module>/`` holding a copy of
+``synthcal/``, ``tests/`` and the files the tests read, and a ``pyproject.toml`` whose ``[tool.mutmut]`` names that
+module and its tests (``-m "not slow"``, minus the few fast tests that take minutes and test nothing of it);
+``mutmut run`` works there (``mutants/``), so a rerun only tests mutants it has no result for (``--fresh`` starts
+over; ``--retest`` tests the last run's survivors again, after tests were added). Printed per module: mutmut's
+own figures (killed, timeout, survived, no tests, skipped), its score (killed + timeout) / (total − skipped), the
+score with the equivalent mutants below left out, and every mutant not killed with the line it changes.
+``EQUIVALENT`` lists the surviving mutants that no test can kill, each with why. Not part of CI: it takes minutes
+per module (README, "Mutation testing").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+WORK = REPO / ".mutation"
+MUTMUT = Path(sys.executable).with_name("mutmut")
+FAST = ["-m", "not slow", "-p", "no:cacheprovider"]
+
+# module -> (source file, its own tests, extra pytest arguments)
+MODULES: dict[str, tuple[str, list[str], list[str]]] = {
+    "stats": ("synthcal/evaluation/stats.py", ["tests/test_stats.py"], []),
+    "evaluate": ("synthcal/evaluation/evaluate.py", ["tests/test_evaluate.py"], []),
+    # the report's own tests build a whole page per run (minutes per mutant): the in-memory study instead
+    "recommendation": ("synthcal/report/recommendation.py",
+                       ["tests/test_recommendation.py",
+                        "tests/test_report.py::test_reference_prefers_a_cifar10_set_whatever_the_order"], []),
+    "auto": ("synthcal/quantization/auto.py", ["tests/test_auto.py"], []),
+    "weight_rounding": ("synthcal/quantization/weight_rounding.py", ["tests/test_weight_rounding.py"], []),
+    "nncf_engine": ("synthcal/quantization/nncf_engine.py", ["tests/test_nncf_engine.py"], []),
+    # a resnet20 inversion (1.5 min) and two compiled-step checks (C++ builds): minutes each, loss not asserted
+    "datafree": ("synthcal/calibration/datafree.py", ["tests/test_datafree.py"],
+                 ["--deselect", "tests/test_datafree.py::test_resnet20_images_are_classified_as_their_assigned_class",
+                  "--deselect", "tests/test_datafree.py::test_compiled_bf16_step_reaches_the_eager_float32_loss",
+                  "--deselect",
+                  "tests/test_datafree.py::test_without_a_cxx_compiler_the_step_runs_eagerly_and_says_so"]),
+    "data": ("synthcal/data.py", ["tests/test_data.py"], []),
+    "preprocessing": ("synthcal/models/preprocessing.py", ["tests/test_preprocessing.py"], []),
+}
+
+# Files the fast tests read beside synthcal/ and tests/.
+ALSO_COPY = ["schemas", "config", "config.yaml"]
+
+# Surviving mutants no test can kill: mutmut's name -> why the mutant computes what the original does.
+EQUIVALENT: dict[str, str] = {
+    "synthcal.evaluation.evaluate.x_evaluate_from_files__mutmut_4": "extra = None: both branches set extra before "
+                                                                    "it is read",
+    "synthcal.evaluation.evaluate.x_classification_metrics__mutmut_13":
+        "argsort's default axis is the last: axis 1 of the 2-D logits",
+    "synthcal.evaluation.evaluate.x_throughput__mutmut_8": "float('NAN') is nan as well",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_4": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_31":
+        "warm-up of every image (images[:None]): untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_36": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_37": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_38": "warm-up size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_44": "warm-up batch size: untimed, its output unused",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_51": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_52": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_57": "show_progress: a progress bar on stderr only",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_58": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_60": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_61": "the progress bar's label",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_81": "batch_seconds is never empty: a test set has images",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_21":
+        "uint8_images=None: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_24":
+        "no uint8_images: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_ir__mutmut_25":
+        "uint8_images=False: OpenVINO converts the uint8 input itself (speed only)",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_16":
+        "the part's provenance is overwritten by the whole set's below",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_46": "evaluate_ir already recorded the same test_set",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_47": "evaluate_ir already recorded the same test_set",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_48":
+        "evaluate_ir of fold 0 already recorded the same ir",
+    "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_49":
+        "evaluate_ir of fold 0 already recorded the same ir",
+    "synthcal.evaluation.stats.x_mcnemar_exact__mutmut_14": "drops p=0.5, which is scipy binomtest's default",
+    "synthcal.evaluation.stats.x_paired_difference__mutmut_20": "astype(None) is float64: the same 0/1 differences",
+    "synthcal.evaluation.stats.x_paired_difference__mutmut_21": "astype(None) is float64: the same 0/1 differences",
+    # distinguishable = (low > 0 or high < 0) and p < 1 - confidence: the interval's test can only matter where
+    # McNemar rejects, and there the interval never reaches 0 (every count pair of n <= 20 images, confidence
+    # 0.5 to 0.95, searched): changing its bounds' comparison changes no verdict
+    "synthcal.evaluation.stats.x_paired_difference__mutmut_82": "low >= 0: where McNemar rejects, low is never 0",
+    "synthcal.evaluation.stats.x_paired_difference__mutmut_84": "high <= 0: where McNemar rejects, high is never 0",
+    "synthcal.evaluation.stats.x_paired_difference__mutmut_85": "high < 1: where McNemar rejects, the interval "
+                                                                "already excludes 0",
+}
+
+
+def _toml_list(values: list[str]) -> str:
+    return "[" + ", ".join(json.dumps(value) for value in values) + "]"
+
+
+def prepare(module: str, fresh: bool) -> Path:
+    """The module's work folder: sources and tests copied anew (mutmut's results kept unless ``fresh``)."""
+    source, tests, extra = MODULES[module]
+    work = WORK / module
+    if fresh and work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True, exist_ok=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    for name in ["synthcal", "tests", *ALSO_COPY]:
+        target = work / name
+        if target.is_dir():
+            shutil.rmtree(target)
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, target, ignore=ignore)
+        else:
+            shutil.copy2(REPO / name, target)
+    config = (REPO / "pyproject.toml").read_text()
+    config += ("\n[tool.mutmut]\n"
+               'source_paths = ["synthcal"]\n'
+               f"only_mutate = {_toml_list([source])}\n"
+               f"also_copy = {_toml_list(ALSO_COPY)}\n"
+               f"pytest_add_cli_args_test_selection = {_toml_list(tests + FAST + extra)}\n"
+               'process_isolation = "forkserver"\n'  # torch and OpenVINO threads do not survive a plain fork
+               "use_git_change_detection = false\n")
+    (work / "pyproject.toml").write_text(config)
+    return work
+
+
+def _mutmut(work: Path, *args: str, log: Path | None = None) -> subprocess.CompletedProcess:
+    env = os.environ | {"SYNTHCAL_SHARED": str(REPO.parent / "shared"), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = ["nice", "-n", "10", str(MUTMUT), *args]
+    if log is None:
+        return subprocess.run(command, cwd=work, env=env, text=True, capture_output=True, check=False)
+    with open(log, "w") as handle:
+        return subprocess.run(command, cwd=work, env=env, stdout=handle, stderr=subprocess.STDOUT, check=False)
+
+
+def changed_line(work: Path, name: str) -> str:
+    """The mutant's changed line (mutmut show's diff): ``- old`` → ``+ new``, stripped."""
+    diff = _mutmut(work, "show", name).stdout.splitlines()
+    removed = [line[1:].strip() for line in diff if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:].strip() for line in diff if line.startswith("+") and not line.startswith("+++")]
+    return f"{' / '.join(removed)}  →  {' / '.join(added)}"
+
+
+def _not_killed(work: Path) -> dict[str, str]:
+    found = {}
+    for line in _mutmut(work, "results").stdout.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if name:
+            found[name] = status
+    return found
+
+
+def score_module(module: str, max_children: int, fresh: bool, retest: bool = False) -> dict:
+    """mutmut run on the module (``retest``: only the mutants an earlier run did not kill, against today's tests)."""
+    work = prepare(module, fresh and not retest)
+    again = sorted(name for name, status in _not_killed(work).items() if status == "survived") if retest else []
+    print(f"{module}: mutmut run{f' of {len(again)} survivors' if retest else ''} in {work} "
+          f"(log: {work / 'mutmut-run.log'})", flush=True)
+    start = time.perf_counter()
+    run = _mutmut(work, "run", "--max-children", str(max_children), *again, log=work / "mutmut-run.log")
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        raise SystemExit(f"{module}: mutmut run failed (exit {run.returncode}); see {work / 'mutmut-run.log'}")
+    _mutmut(work, "export-cicd-stats")
+    counts = json.loads((work / "mutants" / "mutmut-cicd-stats.json").read_text())
+    not_killed = _not_killed(work)
+    tested = counts["total"] - counts["skipped"]
+    caught = counts["killed"] + counts["timeout"]
+    equivalent = [name for name, status in not_killed.items() if status == "survived" and name in EQUIVALENT]
+    return {"module": module, "source": MODULES[module][0], "seconds": seconds, "counts": counts,
+            "score": caught / tested if tested else 1.0,
+            "score_without_equivalent": caught / (tested - len(equivalent)) if tested > len(equivalent) else 1.0,
+            "equivalent": len(equivalent),
+            "not_killed": {name: (status, changed_line(work, name)) for name, status in not_killed.items()}}
+
+
+def _row(result: dict) -> str:
+    c = result["counts"]
+    return (f"{result['module']:<17} {c['total']:>7} {c['killed']:>7} {c['timeout']:>8} {c['survived']:>9} "
+            f"{c['no_tests']:>9} {c['skipped']:>8} {result['equivalent']:>7} {result['score']:>6.1%} "
+            f"{result['score_without_equivalent']:>11.1%}  {result['seconds']:.0f} s")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("modules", nargs="*", metavar="MODULE", help=f"some of {', '.join(MODULES)} (default: all)")
+    parser.add_argument("--max-children", type=int, default=2, help="mutants tested at once (default 2)")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results and test every mutant")
+    parser.add_argument("--retest", action="store_true",
+                        help="test again only the mutants that survived the last run (after adding tests)")
+    options = parser.parse_args()
+    unknown = sorted(set(options.modules) - set(MODULES))
+    if unknown:
+        parser.error(f"unknown module(s) {unknown}: choose from {', '.join(MODULES)}")
+    if not MUTMUT.exists():
+        raise SystemExit(f"{MUTMUT} is missing: install the dev extra (pip install -e '.[dev]')")
+    header = "module            mutants  killed  timeout  survived  no-tests  skipped  equiv.  score   w/o equiv.  time"
+    results = []
+    for module in options.modules or MODULES:
+        results.append(score_module(module, options.max_children, options.fresh, options.retest))
+        print(header + "\n" + _row(results[-1]), flush=True)
+    print("\n" + header + "\n" + "\n".join(_row(result) for result in results))
+    total = {key: sum(result["counts"][key] for result in results) for key in ("total", "killed", "timeout",
+                                                                                "skipped")}
+    tested = total["total"] - total["skipped"]
+    equivalent = sum(result["equivalent"] for result in results)
+    caught = total["killed"] + total["timeout"]
+    print(f"{'all':<17} {total['total']:>7}  score {caught / tested:.1%}, without the {equivalent} equivalent "
+          f"{caught / (tested - equivalent):.1%}, {sum(r['seconds'] for r in results):.0f} s")
+    for result in results:
+        if result["not_killed"]:
+            print(f"\n{result['module']} ({result['source']}): not killed")
+        for name, (status, line) in result["not_killed"].items():
+            reason = EQUIVALENT.get(name)
+            mark = f"equivalent: {reason}" if reason and status == "survived" else status
+            print(f"  {name}  [{mark}]\n      {line}")
+
+
+if __name__ == "__main__":
+    main()
