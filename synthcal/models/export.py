@@ -176,7 +176,7 @@ def export_from_files(name: str, entry: dict, inputs, outputs, options: dict) ->
     from synthcal.io import load_image_set, paths_of, read_json
 
     spec = model_spec(name, entry)
-    test = load_image_set(inputs.test)
+    test = load_image_set(inputs.test, stream=True)  # only the first images are read
     info_files = paths_of(inputs.network_info) if "network_info" in inputs.keys() else []
     network_info = read_json(info_files[0]) if info_files else None
     return export_model(
