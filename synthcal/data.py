@@ -273,7 +273,7 @@ class FolderImages:
         if not isinstance(key, slice) or key.step not in (None, 1) or start % self.views or stop % self.views:
             return np.asarray(self)[key]
         return FolderImages(self.root, self.entries[start // self.views:stop // self.views], self.size,
-                            self.plan, self.shape[1:], False, self.config_key)
+                            self.plan, self.shape[1:], self.show_progress, self.config_key)
 
     def chunks(self, chunk: int = 256):
         try:
