@@ -81,16 +81,25 @@ def _json_default(value):
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _npy_member_info(name: str) -> zipfile.ZipInfo:
+    """An ``.npy`` member's header with a fixed timestamp, so equal arrays give equal bytes."""
+    info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
+    info.external_attr = 0o644 << 16
+    return info
+
+
+def _write_npy_member(archive: zipfile.ZipFile, name: str, array: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.lib.format.write_array(buffer, array, allow_pickle=False)
+    archive.writestr(_npy_member_info(name), buffer.getvalue())
+
+
 def save_npz_deterministic(path: str | os.PathLike, **arrays: np.ndarray) -> None:
     """Like ``np.savez`` but with fixed zip timestamps, so equal arrays give equal bytes."""
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
             for name in sorted(arrays):
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, np.asarray(arrays[name]), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
+                _write_npy_member(archive, name, np.asarray(arrays[name]))
 
 
 @dataclass
@@ -139,8 +148,7 @@ def save_image_set(path: str | os.PathLike, images, labels: np.ndarray | None, p
                                                   "shape": shape})
     with atomic_path(path) as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as archive:
-            info = zipfile.ZipInfo("images.npy", date_time=_FIXED_ZIP_TIME)
-            info.external_attr = 0o644 << 16
+            info = _npy_member_info("images")
             info.file_size = len(header.getvalue()) + int(np.prod(shape))
             with archive.open(info, "w", force_zip64=info.file_size > zipfile.ZIP64_LIMIT) as member:
                 member.write(header.getvalue())
@@ -153,11 +161,7 @@ def save_image_set(path: str | os.PathLike, images, labels: np.ndarray | None, p
             if written != shape[0]:
                 raise ValueError(f"the image set gave {written} images, not the {shape[0]} it announced")
             for name, array in (("labels", labels), ("provenance", np.array(provenance_json))):
-                buffer = io.BytesIO()
-                np.lib.format.write_array(buffer, array, allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=_FIXED_ZIP_TIME)
-                info.external_attr = 0o644 << 16
-                archive.writestr(info, buffer.getvalue())
+                _write_npy_member(archive, name, array)
 
 
 class StoredImages:
