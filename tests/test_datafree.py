@@ -228,6 +228,36 @@ def test_bn_loss_by_hand():
     assert loss.terms == []  # hooks gone
 
 
+def test_gaussian_kl_bn_loss_by_hand():
+    """Per layer, the mean over channels of KL(N(batch mean, batch variance) ‖ N(running_mean, running_var)),
+    eps added to both variances; zero where the batch has the stored statistics."""
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    layer = nn.BatchNorm2d(2, eps=0.0).eval()
+    layer.running_mean.copy_(torch.tensor([1.0, 0.0]))
+    layer.running_var.copy_(torch.tensor([1.0, 2.0]))
+    x = torch.tensor([[[[0.0, 2.0]], [[0.0, 4.0]]], [[[2.0, 0.0]], [[4.0, 0.0]]]])  # means (1, 2), variances (1, 4)
+    loss = _BatchNormStatLoss(layer, "gaussian_kl")
+    layer(x)
+    # channel 0 matches: 0; channel 1: ratio 2, shift 4 / 2 = 2: (2 + 2 - 1 - ln 2) / 2
+    expected = 0.5 * (0.5 * (2 + 2 - 1 - np.log(2)))
+    assert loss.pop().item() == pytest.approx(expected, rel=1e-6)
+    layer.running_mean.copy_(torch.tensor([1.0, 2.0]))
+    layer.running_var.copy_(torch.tensor([1.0, 4.0]))
+    layer(x)
+    assert loss.pop().item() == pytest.approx(0.0, abs=1e-7)
+    loss.remove()
+    with pytest.raises(ValueError, match=r"bn_loss must be one of \['gaussian_kl', 'norm'\], got 'l1'"):
+        _BatchNormStatLoss(layer, "l1")
+
+
+def test_gaussian_kl_lowers_the_norm_loss_too_and_is_recorded(tiny_model):
+    result = _run(tiny_model, bn_loss="gaussian_kl")
+    assert result.provenance["bn_loss"] == "gaussian_kl"
+    assert result.provenance["bn_loss_final"] < 0.5 * result.provenance["bn_loss_initial"]
+    assert _run(tiny_model, iterations=2).provenance["bn_loss"] == "norm"
+
+
 def test_bad_settings_are_refused_and_every_setting_is_recorded(tiny_model):
     for options, message in [({"count": 0}, r"^count must be positive, got 0$"),
                              ({"iterations": 0}, r"^iterations and batch_size must be positive, got 0 and 12$"),

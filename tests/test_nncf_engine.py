@@ -239,3 +239,23 @@ def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_p
     plain = quantize_from_files("default", METHOD, SimpleNamespace(xml=fp32_xml, calibration=tmp_path / "plain.npz"),
                                 SimpleNamespace(xml=tmp_path / "p/int8.xml", info=tmp_path / "p/quantize.json"))
     assert "fold_models" not in plain and plain["calibration_images_available"] == 20
+
+
+def test_a_set_on_disk_is_read_an_item_at_a_time_with_the_same_result(fp32_xml, calibration, tmp_path):
+    """A stored set (``StoredImages``: a crossfold cell's half of a large test split) gives NNCF items read when asked
+    for, never the whole set, and the same INT8 model as the set in memory."""
+    from synthcal.io import StoredImages, load_image_set, save_image_set
+    from synthcal.quantization.nncf_engine import calibration_items
+
+    save_image_set(tmp_path / "set.npz", calibration.images, calibration.labels, calibration.provenance)
+    stored = load_image_set(tmp_path / "set.npz", stream=True)
+    assert isinstance(stored.images, StoredImages)
+    items, subset, _ = calibration_items(stored.images, METHOD | {"subset_size": 150})
+    assert not isinstance(items, list) and len(items) == subset == 2  # 100 + 50 images, read on demand
+    np.testing.assert_array_equal(items[1], calibration_items(calibration.images, METHOD | {"subset_size": 150})[0][1])
+    for name, image_set in (("memory", calibration), ("disk", stored)):
+        quantize_model(fp32_xml, image_set, "default", METHOD, tmp_path / name / "int8.xml",
+                       tmp_path / name / "quantize.json")
+    in_memory, on_disk = (quantizer_ranges(tmp_path / name / "int8.xml") for name in ("memory", "disk"))
+    for a, b in zip(in_memory, on_disk, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -245,6 +245,26 @@ def test_datafree_for_an_onnx_model_is_refused_before_any_job(example):
         Study(config)  # the example's export folded BatchNorm into the convolutions (torch.onnx's default)
 
 
+@pytest.mark.parametrize("norm", ["nn.Identity()", "nn.BatchNorm2d(10, track_running_stats=False)"])
+def test_datafree_for_a_torch_model_without_batchnorm_statistics_is_refused_before_any_job(tmp_path, norm):
+    (tmp_path / "folded.py").write_text(
+        "from torch import nn\n\n\ndef network():\n"
+        f"    return nn.Sequential(nn.Conv2d(3, 10, 3), {norm}, nn.AdaptiveAvgPool2d(1), nn.Flatten())\n")
+    spec = importlib.util.spec_from_file_location("folded", tmp_path / "folded.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    torch.save(module.network().state_dict(), tmp_path / "folded.pt")
+    models = {"folded": {"kind": "torch", "factory": f"{tmp_path}/folded.py:network",
+                         "checkpoint": {"path": str(tmp_path / "folded.pt")}, "input": {"size": [32, 32]}}}
+    config = _study_config(models, ["folded"], calibration={"datafree": {"kind": "datafree", "per_class": 2}})
+    with pytest.raises(ConfigError, match=r"calibration.datafree .*models.folded is kind torch and its network has "
+                                          r"no BatchNorm2d layer with running statistics .*real, fractal or noise"):
+        Study(config)
+    config["study"]["calibration"] = ["noise"]
+    config["calibration"]["noise"] = {"kind": "noise", "count": 10}
+    Study(config)  # other kinds are fine
+
+
 def test_datafree_for_an_onnx_model_with_batchnorm_nodes_inverts_the_same_network(tmp_path):
     """onnx2torch turns an ONNX that kept its BatchNormalization nodes into the same PyTorch network: its data-free
     set is byte for byte the PyTorch model's (without torchvision: a placeholder serves onnx2torch's import only)."""

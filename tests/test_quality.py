@@ -108,3 +108,28 @@ def test_resnet20_on_real_train_images():
     assert stats["mean_max_softmax"] > 0.8
     noise_distance = calibration_quality(model, generate_noise(200, seed=0), reference)["frechet_distance"]
     assert noise_distance > 3 * stats["frechet_distance"]
+
+
+def test_features_of_a_set_on_disk_equal_those_of_the_set_in_memory(tmp_path, monkeypatch):
+    """The quality jobs read a stored set (the reference pool, a crossfold set) a batch at a time."""
+    import openvino as ov
+
+    from synthcal.io import StoredImages, load_image_set, save_image_set
+
+    torch.manual_seed(0)
+    network = TinyClassifier((8,)).eval()
+    ov.save_model(ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32]),
+                  tmp_path / "fp32.xml", compress_to_fp16=False)
+    images = generate_noise(30, seed=0).images
+    save_image_set(tmp_path / "set.npz", images, np.zeros(30, np.int64), {})
+    stored = load_image_set(tmp_path / "set.npz", stream=True).images
+    assert isinstance(stored, StoredImages)
+    in_memory = predict_with_features(tmp_path / "fp32.xml", images, batch_size=7)
+
+    def whole(*_):
+        raise AssertionError("the whole stored set was read at once")
+
+    monkeypatch.setattr(StoredImages, "__array__", whole)
+    on_disk = predict_with_features(tmp_path / "fp32.xml", stored, batch_size=7)
+    for a, b in zip(in_memory, on_disk, strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -35,7 +35,7 @@ def build(name: str, spec: dict, context) -> ImageSet:
         raise CalibrationError(f"calibration.{name}.folds must be at least 2, got {folds}")
     if not context.train_path:
         raise CalibrationError(f"calibration.{name}: kind crossfold needs the study's test split")
-    pool = load_image_set(context.train_path)
+    pool = load_image_set(context.train_path, stream=True)  # written on a chunk at a time, never held whole
     if not pool.labelled:
         raise CalibrationError(f"calibration.{name}: kind crossfold needs labelled test images (folds go by class)")
     present = np.unique(fold_of(pool.labels, folds))

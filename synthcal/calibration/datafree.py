@@ -112,10 +112,19 @@ def _torch_threads(num_threads: int | None):
         torch.set_num_threads(previous)
 
 
-class _BatchNormStatLoss:
-    """Forward pre-hooks that sum ||mean - running_mean|| + ||var - running_var|| over BN layers."""
+BN_LOSSES = {"norm": "sum over layers of ||mean - running_mean|| + ||var - running_var|| (ZeroQ)",
+             "gaussian_kl": "sum over layers of the mean over channels of KL(N(mean, var) || N(running_mean, "
+                            "running_var)): scale-free, so deep and wide layers weigh alike"}
 
-    def __init__(self, model: nn.Module):
+
+class _BatchNormStatLoss:
+    """Forward pre-hooks that sum, over BN layers, how far the batch's channel statistics are from the stored ones
+    (``form``: one of BN_LOSSES)."""
+
+    def __init__(self, model: nn.Module, form: str = "norm"):
+        if form not in BN_LOSSES:
+            raise ValueError(f"bn_loss must be one of {sorted(BN_LOSSES)}, got {form!r}")
+        self.form = form
         self.layers = [module for module in model.modules() if isinstance(module, nn.BatchNorm2d)]
         if not self.layers:
             raise ValueError("model has no nn.BatchNorm2d layers to invert")
@@ -128,8 +137,13 @@ class _BatchNormStatLoss:
     def _hook(self, layer: nn.BatchNorm2d, inputs):
         x = inputs[0].float()  # statistics in float32 also under bf16 autocast
         var, mean = torch.var_mean(x, dim=(0, 2, 3), unbiased=False)
-        self.terms.append(torch.linalg.vector_norm(mean - layer.running_mean)
-                          + torch.linalg.vector_norm(var - layer.running_var))
+        if self.form == "norm":
+            self.terms.append(torch.linalg.vector_norm(mean - layer.running_mean)
+                              + torch.linalg.vector_norm(var - layer.running_var))
+        else:  # KL(batch Gaussian || stored Gaussian) per channel, averaged: every layer and channel on one scale
+            ratio = (var + layer.eps) / (layer.running_var + layer.eps)
+            shift = (mean - layer.running_mean).pow(2) / (layer.running_var + layer.eps)
+            self.terms.append(0.5 * (ratio + shift - 1.0 - torch.log(ratio)).mean())
 
     def clear(self) -> None:
         self.terms = []
@@ -190,6 +204,7 @@ def invert_batchnorm(
     pixel_std=CIFAR10_STD,
     precision: str = DEFAULTS["precision"],
     compile: bool = DEFAULTS["compile"],
+    bn_loss: str = "norm",
 ) -> ImageSet:
     """Synthesise ``count`` calibration images from the model's BatchNorm statistics.
 
@@ -213,7 +228,7 @@ def invert_batchnorm(
     precision = resolve_precision(precision)
     was_training = model.training
     model.eval()
-    stat_loss = _BatchNormStatLoss(model)
+    stat_loss = _BatchNormStatLoss(model, bn_loss)
     mean = torch.as_tensor(pixel_mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.as_tensor(pixel_std, dtype=torch.float32).view(1, 3, 1, 1)
     z_low, z_high = (0.0 - mean) / std, (1.0 - mean) / std
@@ -232,15 +247,15 @@ def invert_batchnorm(
         """(BN-statistics loss, total loss) of one step: the part worth compiling."""
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
             logits = model(pixels).float()
-        bn_loss = stat_loss.pop()
-        loss = bn_loss
+        statistics = stat_loss.pop()
+        loss = statistics
         if class_targets and ce_weight:
             loss = loss + ce_weight * F.cross_entropy(logits, targets)
         if tv_weight:
             loss = loss + tv_weight * _total_variation(z)
         if l2_weight:
             loss = loss + l2_weight * z.pow(2).mean()
-        return bn_loss, loss
+        return statistics, loss
 
     step_loss = _Compiled(loss_terms, stat_loss.clear) if compile else loss_terms
     try:
@@ -256,7 +271,7 @@ def invert_batchnorm(
                 schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=iterations)
                 for step in range(iterations):
                     pixels = _augment(255.0 * (mean + std * z), jitter, flip, generator)
-                    bn_loss, loss = step_loss(pixels, z, targets)
+                    statistics_loss, loss = step_loss(pixels, z, targets)
                     (grad,) = torch.autograd.grad(loss, [z])
                     z.grad = grad
                     optimizer.step()
@@ -264,7 +279,7 @@ def invert_batchnorm(
                     with torch.no_grad():
                         z.clamp_(z_low, z_high)
                     if step % 10 == 0 or step == iterations - 1:
-                        bar.set_postfix(bn=f"{bn_loss.item():.3f}", loss=f"{loss.item():.3f}", refresh=False)
+                        bar.set_postfix(bn=f"{statistics_loss.item():.3f}", loss=f"{loss.item():.3f}", refresh=False)
                     bar.update(1)
                 with torch.no_grad():
                     pixels = (255.0 * (mean + std * z)).round().clamp(0, 255)
@@ -290,6 +305,7 @@ def invert_batchnorm(
         "batch_size": int(batch_size),
         "class_targets": bool(class_targets),
         "num_classes": num_classes,
+        "bn_loss": bn_loss,
         "tv_weight": float(tv_weight),
         "l2_weight": float(l2_weight),
         "ce_weight": float(ce_weight),
@@ -315,7 +331,8 @@ def invert_batchnorm(
 
 
 INVERSION_KEYS = frozenset({"iterations", "lr", "batch_size", "class_targets", "tv_weight", "l2_weight",
-                            "ce_weight", "jitter", "flip", "num_threads", "precision", "compile"})
+                            "ce_weight", "jitter", "flip", "num_threads", "precision", "compile",
+                            "bn_loss"})
 KEYS = INVERSION_KEYS | {"count", "per_class", "seed", "per_model"}
 MODEL_SPECIFIC = True
 

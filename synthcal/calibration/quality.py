@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import scipy.linalg
 
-from synthcal.io import UNLABELLED, ImageSet
+from synthcal.io import UNLABELLED, ImageSet, StoredImages
 
 
 def _final_linear(model):
@@ -36,7 +36,8 @@ def predict_with_features(model, images_uint8: np.ndarray, batch_size: int = 256
     ``model``: a PyTorch classifier with ``forward_features`` (raw pixels in), or an OpenVINO IR (path or
     ``ov.Model``, raw pixels in) whose features are the input of its last MatMul (the logits when it has none).
     """
-    images_uint8 = np.asarray(images_uint8)
+    if not isinstance(images_uint8, StoredImages):  # a set on disk is read a batch at a time
+        images_uint8 = np.asarray(images_uint8)
     if images_uint8.dtype != np.uint8 or images_uint8.ndim != 4 or images_uint8.shape[-1] != 3:
         raise ValueError(f"images must be uint8 (N, H, W, 3), got {images_uint8.dtype} {images_uint8.shape}")
     torch = sys.modules.get("torch")  # a PyTorch model means torch is imported; IR-only jobs never import it
@@ -63,8 +64,9 @@ def predict_with_features(model, images_uint8: np.ndarray, batch_size: int = 256
 def _openvino_logits_and_features(model, images_uint8: np.ndarray, batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     import openvino as ov
 
-    from synthcal.inference import compile_model, infer_outputs
+    from synthcal.inference import REQUEST_PIXELS, batch_within, compile_model, infer_outputs
 
+    batch_size = batch_within(batch_size, *images_uint8.shape[1:3], REQUEST_PIXELS)
     model = model if isinstance(model, ov.Model) else ov.Core().read_model(str(model))
     model = model.clone()
     matmuls = [op for op in model.get_ordered_ops() if op.get_type_name() == "MatMul"]
@@ -171,7 +173,8 @@ def reference_features_from_files(inputs, out_path, reference_count: int = 5000)
     from synthcal.io import load_image_set, save_npz_deterministic
     from synthcal.models.preprocessing import ir_input_size
 
-    reference = reference_at_size(load_image_set(inputs.train), ir_input_size(inputs.xml), reference_count)
+    reference = reference_at_size(load_image_set(inputs.train, stream=True), ir_input_size(inputs.xml),
+                                  reference_count)
     _, features = predict_with_features(inputs.xml, reference.images)
     save_npz_deterministic(out_path, features=features)
 
@@ -181,7 +184,7 @@ def quality_from_files(model_name: str, inputs, out_path) -> dict:
     reference features of ``reference_features_from_files``."""
     from synthcal.io import load_image_set, write_json
 
-    calibration = load_image_set(inputs.calibration)
+    calibration = load_image_set(inputs.calibration, stream=True)
     with np.load(inputs.reference) as stored:
         reference_features = stored["features"]
     stats = calibration_quality(inputs.xml, calibration, reference_features)

@@ -125,8 +125,22 @@ def resolve(name: str, entry: dict) -> ModelSpec:
         raise ModelConfigError(f"{key}.input.size is not set (kind torch needs the network's [height, width])")
     spec = ModelSpec(name, "torch", entry, spec_input)
     if USER_CODE["allowed"]:  # not in --unlock / --lint: they run no job and need no output count
-        spec.num_outputs = count_outputs(build_network(spec), spec_input.size, key)
+        network = build_network(spec)
+        spec.num_outputs = count_outputs(network, spec_input.size, key)
+        if not has_batchnorm_statistics(network):
+            spec.no_torch_reason = f"is kind torch {NO_BATCHNORM}"
     return spec
+
+
+NO_BATCHNORM = ("and its network has no BatchNorm2d layer with running statistics (none, folded into the "
+                "convolutions, or track_running_stats=False), so a data-free set has nothing to invert; calibrate "
+                "it on real, fractal or noise images")
+
+
+def has_batchnorm_statistics(network: nn.Module) -> bool:
+    """Whether the network has a BatchNorm2d layer with running statistics (what a data-free set inverts)."""
+    return any(isinstance(module, nn.BatchNorm2d) and module.running_mean is not None
+               for module in network.modules())
 
 
 def check_source(source: dict, key: str) -> None:

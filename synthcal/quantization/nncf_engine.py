@@ -9,6 +9,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -91,12 +92,27 @@ def nncf_arguments(method: dict, num_items: int, subset_items: int | None = None
     return arguments
 
 
-def _batches(images: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    return [to_model_input(images[start:start + batch_size]) for start in range(0, len(images), batch_size)]
+class _Batches(Sequence):
+    """NNCF's calibration items: the first ``count`` images (default all) in batches, each read and converted when
+    NNCF asks for it, so a set on disk (``StoredImages``, e.g. a crossfold cell's half of a 50,000-image test
+    split) is never held whole."""
+
+    def __init__(self, images, batch_size: int, count: int | None = None):
+        self.images, self.per_item = images, int(batch_size)  # not `batch_size`: NNCF reads that as a DataLoader's
+        self.count = len(images) if count is None else min(int(count), len(images))
+
+    def __len__(self) -> int:
+        return -(-self.count // self.per_item)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        start = index * self.per_item
+        return to_model_input(np.asarray(self.images[start:min(start + self.per_item, self.count)]))
 
 
 def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = STATISTICS_BATCH
-                      ) -> tuple[list[np.ndarray], int, dict]:
+                      ) -> tuple[Sequence[np.ndarray], int, dict]:
     """NNCF's calibration items, the subset in items, and what to record.
 
     ``batch_size: 1`` (the schema's default) means statistics per image. For ``algorithm: default`` the subset's
@@ -112,7 +128,7 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
     """
     batch_size = int(method.get("batch_size", 1))
     if batch_size > 1 or statistics_batch <= 1 or method.get("algorithm", "default") != "default":
-        items = _batches(images, batch_size)
+        items = _Batches(images, batch_size)
         subset = _subset_size(method.get("subset_size", "all"), len(items))
         return items, subset, {"calibration_batch_size": batch_size, "per_image_statistics": batch_size == 1,
                                "calibration_samples_used": min(subset * batch_size, len(images)),
@@ -120,7 +136,7 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
                                                    "'all' = whole set as POT did"}
     used = _subset_size(method.get("subset_size", "all"), len(images))
     statistics_batch = batch_within(statistics_batch, images.shape[1], images.shape[2], STATISTICS_PIXELS)
-    items = _batches(images[:used], statistics_batch)
+    items = _Batches(images, statistics_batch, used)
     return items, len(items), {"calibration_batch_size": statistics_batch, "per_image_statistics": True,
                                "calibration_samples_used": used,
                                "subset_semantics": "the first subset_size images, statistics per image; "
@@ -207,7 +223,7 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
     else:
         raise QuantizationError(f"methods.{method_name}.validation {validation!r} is not one of labels, agreement, "
                                 "auto")
-    items = list(zip(_batches(images, 1), targets, strict=True))
+    items = list(zip(_Batches(images, 1), targets, strict=True))
     eval_batch = fixed_batch(model) or 100
 
     def validate(compiled_model: ov.CompiledModel, data) -> tuple[float, list[float]]:
@@ -292,7 +308,7 @@ def quantize_from_files(method_name: str, method: dict, inputs, outputs, precisi
     """Workflow entry: FP32 IR + calibration set in, INT8 IR + quantize.json out."""
     from synthcal.io import load_image_set
 
-    calibration = load_image_set(inputs.calibration)
+    calibration = load_image_set(inputs.calibration, stream=True)
     quantize = quantize_crossfold if calibration.provenance.get("folds") else quantize_model
     return quantize(inputs.xml, calibration, method_name, method, outputs.xml, outputs.info,
                     precision_hint=precision_hint)
