@@ -42,8 +42,8 @@ VARIANTS = {
     "gkl_b32_20": {"batch_size": 32, "iterations": 20, "bn_loss": "gaussian_kl"},
     "gkl_b32_60": {"batch_size": 32, "iterations": 60, "bn_loss": "gaussian_kl"},
     "norm_b16_60": {"batch_size": 16, "iterations": 60},
-    "gkl_b16_40": {"batch_size": 16, "iterations": 40, "bn_loss": "gaussian_kl"},
-    "gkl_b16_60": {"batch_size": 16, "iterations": 60, "bn_loss": "gaussian_kl"},  # config/imagenet.yaml
+    "gkl_b16_40": {"batch_size": 16, "iterations": 40, "bn_loss": "gaussian_kl"},  # config/imagenet.yaml
+    "gkl_b16_60": {"batch_size": 16, "iterations": 60, "bn_loss": "gaussian_kl"},
 }
 CANDIDATES = ("fast", "gptq_histogram")
 
