@@ -55,6 +55,8 @@ ALSO_COPY = ["schemas", "config", "config.yaml"]
 
 # Surviving mutants no test can kill: mutmut's name -> why the mutant computes what the original does.
 EQUIVALENT: dict[str, str] = {
+    "synthcal.report.recommendation.x__agrees__mutmut_10": "both sides of every McNemar pair flip: the discordant "
+                                                           "counts swap and the two-sided p is symmetric",
     "synthcal.evaluation.evaluate.x_evaluate_from_files__mutmut_4": "extra = None: both branches set extra before "
                                                                     "it is read",
     "synthcal.evaluation.evaluate.x_classification_metrics__mutmut_13":
