@@ -258,6 +258,21 @@ def test_gaussian_kl_lowers_the_norm_loss_too_and_is_recorded(tiny_model):
     assert _run(tiny_model, iterations=2).provenance["bn_loss"] == "norm"
 
 
+def test_a_set_larger_than_memory_allows_goes_to_a_file_batch_by_batch_with_the_same_bytes(tiny_model, monkeypatch,
+                                                                                            tmp_path):
+    import synthcal.calibration.datafree as datafree
+    from synthcal.io import load_image_set, save_image_set
+
+    in_memory = _run(tiny_model, iterations=3)
+    assert not isinstance(in_memory.images, np.memmap)
+    monkeypatch.setattr(datafree, "IN_MEMORY_BYTES", 10 * 32 * 32 * 3)  # 24 images are "larger than memory"
+    on_file = _run(tiny_model, iterations=3)
+    assert isinstance(on_file.images, np.memmap)
+    np.testing.assert_array_equal(on_file.images, in_memory.images)
+    save_image_set(tmp_path / "set.npz", on_file.images, on_file.labels, on_file.provenance)
+    np.testing.assert_array_equal(load_image_set(tmp_path / "set.npz").images, in_memory.images)
+
+
 def test_bad_settings_are_refused_and_every_setting_is_recorded(tiny_model):
     for options, message in [({"count": 0}, r"^count must be positive, got 0$"),
                              ({"iterations": 0}, r"^iterations and batch_size must be positive, got 0 and 12$"),

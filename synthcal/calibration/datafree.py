@@ -20,6 +20,7 @@ import contextlib
 import functools
 import logging
 import math
+import tempfile
 
 import numpy as np
 import torch
@@ -176,6 +177,17 @@ def _augment(pixels: torch.Tensor, jitter: int, flip: bool, generator: torch.Gen
     return pixels
 
 
+IN_MEMORY_BYTES = 1 << 30  # a larger set's images go to a temporary file batch by batch, never refused for size
+
+
+def _image_buffer(shape: tuple) -> np.ndarray:
+    """Where the finished batches go: an array in memory, or for a set larger than ``IN_MEMORY_BYTES`` one backed by
+    an anonymous temporary file (the kernel keeps in memory what fits), which is written on a chunk at a time."""
+    if int(np.prod(shape)) <= IN_MEMORY_BYTES:
+        return np.empty(shape, np.uint8)
+    return np.memmap(tempfile.TemporaryFile(prefix="synthcal-datafree-"), dtype=np.uint8, mode="w+", shape=shape)
+
+
 def _batch_sizes(count: int, batch_size: int) -> list[int]:
     """Split ``count`` into near-equal batches of at most ``batch_size`` (keeps BN statistics comparable)."""
     batches = math.ceil(count / batch_size)
@@ -234,7 +246,7 @@ def invert_batchnorm(
     z_low, z_high = (0.0 - mean) / std, (1.0 - mean) / std
     generator = torch.Generator().manual_seed(int(seed))
     sizes = _batch_sizes(count, batch_size)
-    images: list[np.ndarray] = []
+    images = _image_buffer((count, *image_size, 3))
     labels: list[np.ndarray] = []
     initial_losses, final_losses = [], []
     num_classes = None
@@ -285,7 +297,7 @@ def invert_batchnorm(
                     pixels = (255.0 * (mean + std * z)).round().clamp(0, 255)
                     model(pixels)
                     final_losses.append(stat_loss.pop().item())
-                images.append(pixels.to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy())
+                images[start:start + size] = pixels.to(torch.uint8).permute(0, 2, 3, 1).numpy()
                 labels.append(targets.numpy() if class_targets else np.full(size, UNLABELLED))
                 start += size
     finally:
@@ -327,7 +339,9 @@ def invert_batchnorm(
         "compiled": bool(compile) and step_loss.fallback_reason is None,
         "compile_fallback": step_loss.fallback_reason if compile else None,
     }
-    return ImageSet(np.concatenate(images), np.concatenate(labels).astype(np.int64), provenance)
+    if isinstance(images, np.memmap):
+        images.flush()
+    return ImageSet(images, np.concatenate(labels).astype(np.int64), provenance)
 
 
 INVERSION_KEYS = frozenset({"iterations", "lr", "batch_size", "class_targets", "tv_weight", "l2_weight",
