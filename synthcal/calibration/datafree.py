@@ -339,8 +339,6 @@ def invert_batchnorm(
         "compiled": bool(compile) and step_loss.fallback_reason is None,
         "compile_fallback": step_loss.fallback_reason if compile else None,
     }
-    if isinstance(images, np.memmap):
-        images.flush()
     return ImageSet(images, np.concatenate(labels).astype(np.int64), provenance)
 
 

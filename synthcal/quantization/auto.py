@@ -237,11 +237,9 @@ def _bias_correction_images(candidate: dict) -> str:
 
 
 def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
-    """One candidate recipe on the calibration images: NNCF items of ``STATISTICS_BATCH`` images, fewer for larger
-    inputs (``STATISTICS_PIXELS``: 2 at 224 px), statistics per image.
+    """One candidate recipe on the calibration images, NNCF's items made by ``per_image_items`` (statistics per image).
     Returns the quantized ``ov.Model`` and the arguments NNCF got."""
-    from synthcal.inference import batch_within, to_model_input
-    from synthcal.quantization.nncf_engine import STATISTICS_BATCH, STATISTICS_PIXELS, nncf, without_torch
+    from synthcal.quantization.nncf_engine import nncf, per_image_items, without_torch
 
     if candidate.get("augment") == "flip":  # mirror image i follows image i: a subset keeps the pairs together
         images = np.stack([images, images[:, :, ::-1]], axis=1).reshape(-1, *images.shape[1:])
@@ -256,8 +254,7 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
         model, integers, scales = round_weights(model, images[:used], damp)
         rounding = {"method": "gptq", "damp": damp, "layers": len(integers), "images": used,
                     "seconds": time.perf_counter() - start}
-    per_item = batch_within(STATISTICS_BATCH, images.shape[1], images.shape[2], STATISTICS_PIXELS)
-    items = [to_model_input(images[start:min(start + per_item, used)]) for start in range(0, used, per_item)]
+    items = per_image_items(images, used)
     arguments["subset_size"] = len(items)
     if _bias_correction_images(candidate) == "all":
         # NNCF's full BiasCorrection reads the first fifth of subset_size items; a five-fold subset_size over the
@@ -268,7 +265,7 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
                                   advanced_parameters=nncf.AdvancedQuantizationParameters(batchwise_statistics=True,
                                                                                           **advanced))
     recorded = {key: str(value) for key, value in arguments.items()}
-    recorded.update(statistics_images=used, statistics_batch=per_item,
+    recorded.update(statistics_images=used, statistics_batch=items.per_item,
                     advanced={key: str(value) for key, value in advanced.items()})
     if rounding is not None:
         from synthcal.quantization.weight_rounding import grid_match

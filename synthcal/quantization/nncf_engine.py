@@ -111,6 +111,12 @@ class _Batches(Sequence):
         return to_model_input(np.asarray(self.images[start:min(start + self.per_item, self.count)]))
 
 
+def per_image_items(images, count: int, statistics_batch: int = STATISTICS_BATCH) -> _Batches:
+    """The first ``count`` images as NNCF items for statistics per image (``batchwise_statistics``):
+    ``statistics_batch`` images an item, fewer for larger inputs (``STATISTICS_PIXELS``: 2 at 224 px)."""
+    return _Batches(images, batch_within(statistics_batch, images.shape[1], images.shape[2], STATISTICS_PIXELS), count)
+
+
 def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = STATISTICS_BATCH
                       ) -> tuple[Sequence[np.ndarray], int, dict]:
     """NNCF's calibration items, the subset in items, and what to record.
@@ -135,9 +141,8 @@ def calibration_items(images: np.ndarray, method: dict, statistics_batch: int = 
                                "subset_semantics": "items of calibration_batch_size images; "
                                                    "'all' = whole set as POT did"}
     used = _subset_size(method.get("subset_size", "all"), len(images))
-    statistics_batch = batch_within(statistics_batch, images.shape[1], images.shape[2], STATISTICS_PIXELS)
-    items = _Batches(images, statistics_batch, used)
-    return items, len(items), {"calibration_batch_size": statistics_batch, "per_image_statistics": True,
+    items = per_image_items(images, used, statistics_batch)
+    return items, len(items), {"calibration_batch_size": items.per_item, "per_image_statistics": True,
                                "calibration_samples_used": used,
                                "subset_semantics": "the first subset_size images, statistics per image; "
                                                    "'all' = whole set as POT did"}
