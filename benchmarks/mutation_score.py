@@ -46,7 +46,8 @@ MODULES: dict[str, tuple[str, list[str], list[str]]] = {
                   "--deselect", "tests/test_datafree.py::test_compiled_bf16_step_reaches_the_eager_float32_loss",
                   "--deselect",
                   "tests/test_datafree.py::test_without_a_cxx_compiler_the_step_runs_eagerly_and_says_so"]),
-    "data": ("synthcal/data.py", ["tests/test_data.py"], []),
+    "data": ("synthcal/data.py", ["tests/test_data.py", "tests/test_imagenet_scale.py", "tests/test_hostile_inputs.py"],
+             []),
     "preprocessing": ("synthcal/models/preprocessing.py", ["tests/test_preprocessing.py"], []),
 }
 
@@ -90,6 +91,12 @@ EQUIVALENT: dict[str, str] = {
         "evaluate_ir of fold 0 already recorded the same ir",
     "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_49":
         "evaluate_ir of fold 0 already recorded the same ir",
+    "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
+        "rpartition: the names it parses come from size_name, with one 'x'",
+    "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",
+    "synthcal.models.preprocessing.x_resize_images__mutmut_23": "the row it fills is uint8: numpy casts on assignment",
+    "synthcal.models.preprocessing.x_bake_into_ir__mutmut_23": "ov.Layout('nchw') == ov.Layout('NCHW')",
+    "synthcal.models.preprocessing.x_bake_into_ir__mutmut_27": "ov.Layout('nchw') == ov.Layout('NCHW')",
     "synthcal.evaluation.stats.x_mcnemar_exact__mutmut_14": "drops p=0.5, which is scipy binomtest's default",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_20": "astype(None) is float64: the same 0/1 differences",
     "synthcal.evaluation.stats.x_paired_difference__mutmut_21": "astype(None) is float64: the same 0/1 differences",

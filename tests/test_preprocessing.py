@@ -27,11 +27,19 @@ def _network() -> torch.nn.Module:
     InputSpec((24, 24)),
     InputSpec((24, 24), 255.0, (0.485, 0.456, 0.406), (0.229, 0.224, 0.225), "RGB", "bicubic"),
     InputSpec((24, 24), 1.0, (123.7, 116.3, 103.5), (58.4, 57.1, 57.4), "BGR"),
+    # each step alone, at values a skipped step would leave unseen only if it were tested at its identity
+    InputSpec((24, 20), 2.0),
+    InputSpec((20, 24), mean=(1.0, 0.0, 0.0)), InputSpec((24, 24), mean=(0.0, 1.0, 0.0)),
+    InputSpec((24, 24), mean=(0.0, 0.0, 1.0)), InputSpec((24, 24), std=(2.0, 1.0, 1.0)),
+    InputSpec((24, 24), std=(1.0, 2.0, 1.0)), InputSpec((24, 24), std=(1.0, 1.0, 2.0)),
 ])
 def test_baked_preprocessing_matches_the_pytorch_twin(spec, tmp_path):
+    from synthcal.models.preprocessing import ir_input_size
+
     network = _network()
     ir = bake_into_ir(export_torch(network, spec.size, tmp_path, 13), spec)
-    images = np.random.default_rng(1).integers(0, 256, (6, 24, 24, 3), dtype=np.uint8)
+    assert ir_input_size(ir) == spec.size
+    images = np.random.default_rng(1).integers(0, 256, (6, *spec.size, 3), dtype=np.uint8)
     expected = torch_logits(RawPixelClassifier(network, spec).eval(), images)
     np.testing.assert_allclose(infer_logits(compile_model(ir, "f32"), images), expected, rtol=1e-4, atol=1e-4)
     assert resize_policy(ir) == spec.resize
@@ -94,7 +102,8 @@ def test_input_spec_from_config_every_rule():
     # defaults fill what the entry leaves out
     merged = InputSpec.from_config({"resize": "area"}, key, defaults=spec)
     assert merged == InputSpec((20, 30), 255.0, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), "BGR", "area")
-    assert spec.with_size([8, 9]) == InputSpec((8, 9), 255.0, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), "BGR", "bilinear")
+    assert merged.with_size([8, 9]) == InputSpec((8, 9), 255.0, (0.5, 0.5, 0.5), (1.0, 1.0, 1.0), "BGR", "area")
+    assert InputSpec.from_config({"size": [1, 3]}, key).size == (1, 3)  # one pixel is positive
     assert spec.record() == {"size": [20, 30], "scale": 255.0, "mean": (0.5, 0.5, 0.5), "std": (1.0, 1.0, 1.0),
                              "channels": "BGR", "resize": "bilinear",
                              "network_sees": "(pixels / scale - mean) / std, pixels RGB 0-255 NCHW, channels swapped "
