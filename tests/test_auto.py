@@ -61,31 +61,52 @@ def test_proxy_kl_is_fp32_against_int8_as_scipy_computes_it():
 
 
 @pytest.mark.parametrize(("method", "message"), [
-    ({"algorithm": "auto"}, "holdout must name a calibration entry"),
-    ({"algorithm": "auto", "holdout": "nope"}, "'nope', which is not defined"),
-    ({"algorithm": "auto", "holdout": "cifar10"}, "real images"),
-    ({"algorithm": "auto", "holdout": "datafree"}, "also a calibration set of the study"),
+    ({"algorithm": "auto"}, r"^methods\.auto\.holdout must name a calibration entry: the held-out synthetic images "
+                            r"the proxy scores candidates on \(e\.g\. a second datafree set, another seed\)$"),
+    ({"algorithm": "auto", "holdout": "nope"}, r"^methods\.auto\.holdout names 'nope', which is not defined under "
+                                               r"`calibration:` \(defined: \['cifar10', 'cifar10_copy', "),
+    ({"algorithm": "auto", "holdout": "cifar10"}, r"^methods\.auto\.holdout 'cifar10' is kind cifar10: real images; "
+                                                  r"the proxy must need no real image \(use a datafree, gan, fractal "
+                                                  r"or noise set\)$"),
+    ({"algorithm": "auto", "holdout": "datafree"}, r"^methods\.auto\.holdout 'datafree' is also a calibration set of "
+                                                   r"the study: the proxy needs images no candidate was calibrated "
+                                                   r"on$"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "candidates": [{"id": "a", "fast_bias": True}]},
-     r"candidates\[0\] has unknown key\(s\) \['fast_bias'\]"),
+     r"^methods\.auto\.candidates\[0\] has unknown key\(s\) \['fast_bias'\]"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "candidates": [{"id": "a"}, {"id": "a"}]}, "used twice"),
     ({"algorithm": "auto", "holdout": "datafree_holdout",
       "candidates": [{"id": "a", "activations_range": "max"}]}, r"candidates\[0\]\.activations_range"),
     # issue 33: real_holdout names real images outside the study
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "datafree_holdout"},
-     r"real_holdout 'datafree_holdout' is kind datafree, not real images .*\['cifar10_copy', 'cifar10_holdout'\]"),
+     r"^methods\.auto\.real_holdout 'datafree_holdout' is kind datafree, not real images \(kinds cifar10, folder, "
+     r"crossfold\); real-data entries outside the study: \['cifar10_copy', 'cifar10_holdout'\]$"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10"},
-     "real_holdout 'cifar10' is also a calibration set of the study"),
+     r"^methods\.auto\.real_holdout 'cifar10' is also a calibration set of the study: the proxy needs images no "
+     r"candidate was calibrated on$"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar9"},
      "real_holdout names 'cifar9', which is not defined"),
     # issue 34: the study's set under another name
     ({"algorithm": "auto", "holdout": "datafree_copy"},
-     r"^methods\.auto\.holdout 'datafree_copy' has the same settings as calibration\.datafree, "),
+     r"^methods\.auto\.holdout 'datafree_copy' has the same settings as calibration\.datafree, a calibration set "
+     r"of the study \(settings sha256 [0-9a-f]{12}\): the same images under another name; the proxy needs images no "
+     r"candidate was calibrated on \(change its seed\)$"),
     ({"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10_copy"},
      r"^methods\.auto\.real_holdout 'cifar10_copy' has the same settings as calibration\.cifar10, "),
 ])
 def test_bad_auto_entries_are_refused_naming_the_key(method, message):
     with pytest.raises(AutoMethodError, match=message):
         check_auto_method("auto", method, CALIBRATION, ["datafree", "cifar10"])
+
+
+def test_entry_digest_is_of_the_settings_whatever_their_order_or_types():
+    from pathlib import Path
+
+    from synthcal.quantization.auto import entry_digest
+
+    assert entry_digest({"kind": "datafree", "seed": 1}) == entry_digest({"seed": 1, "kind": "datafree"})
+    assert entry_digest({"kind": "datafree", "seed": 1}) != entry_digest({"kind": "datafree", "seed": 2})
+    assert entry_digest({"path": Path("/a")}) == entry_digest({"path": "/a"}) == entry_digest({"path": Path("/a")})
+    assert entry_digest(None) == entry_digest({})
 
 
 def test_real_holdout_scores_cells_on_real_images_without_their_calibration_images():

@@ -172,3 +172,51 @@ def test_a_matmul_without_transpose_b_is_read_and_written_as_output_rows():
     held_integers, held_scales = integer_weights(quantized)[name]
     np.testing.assert_array_equal(held_integers, integers[name])
     np.testing.assert_allclose(held_scales, scales[name], rtol=1e-6)
+
+
+def test_a_matmul_reading_its_input_transposed_gives_rows_that_reproduce_its_output():
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.inference import compile_model
+
+    rng = np.random.default_rng(7)
+    features = opset.parameter([-1, 5, 3], np.float32, name="features")  # [batch, in, rows]: read as [rows, in]
+    weights = rng.normal(size=(4, 5)).astype(np.float32)  # [out, in]
+    product = opset.matmul(features, opset.constant(weights), transpose_a=True, transpose_b=True)
+    model = ov.Model([product], [features])
+    (layer,) = rounded_layers(model)
+    activations = rng.normal(size=(2, 5, 3)).astype(np.float32)
+    expected = compile_model(model, "f32").create_infer_request().infer({0: activations})[0]
+    rows = _input_rows(layer, activations)
+    assert rows.shape == (6, 5)
+    np.testing.assert_allclose(rows @ weight_matrix(layer).T, expected.reshape(-1, 4), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("auto_pad", "rounded"), [("explicit", True), ("same_upper", False), ("same_lower", False),
+                                                   ("valid", False)])
+def test_only_explicitly_padded_convolutions_are_rounded(auto_pad, rounded):
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    pixels = opset.parameter([-1, 3, 8, 8], np.float32)
+    kernel = np.ones((4, 3, 3, 3), np.float32)
+    convolution = opset.convolution(pixels, kernel, [1, 1], [1, 1], [1, 1], [1, 1], auto_pad=auto_pad)
+    model = ov.Model([convolution], [pixels])
+    assert [layer.get_type_name() for layer in rounded_layers(model)] == (["Convolution"] if rounded else [])
+
+
+def test_a_convolution_whose_patches_do_not_match_its_output_is_refused_by_name():
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.quantization.weight_rounding import WeightRoundingError
+
+    pixels = opset.parameter([1, 3, 8, 8], np.float32)
+    convolution = opset.convolution(pixels, np.ones((4, 3, 3, 3), np.float32), [2, 2], [1, 1], [1, 1], [1, 1])
+    convolution.set_friendly_name("conv_a")
+    (layer,) = rounded_layers(ov.Model([convolution], [pixels]))
+    assert _input_rows(layer, np.zeros((1, 3, 8, 8), np.float32)).shape == (16, 27)  # 4x4 patches of 3x3x3
+    with pytest.raises(WeightRoundingError, match=r"^conv_a: its input gives \(5, 5\) patches, its output is "
+                                                  r"\(4, 4\): a convolution GPTQ rounding does not read right$"):
+        _input_rows(layer, np.zeros((1, 3, 10, 10), np.float32))
