@@ -332,3 +332,14 @@ def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
                                               r"calibration.calib \(5 of 5\)"):  # nothing left held out
         quantize_auto(tmp_path / "fp32.xml", calibration, ImageSet(pool[:5], np.full(5, -1), {}), "auto", method,
                       tmp_path / "x/int8.xml", tmp_path / "x/quantize.json", tmp_path / "x/candidates")
+
+
+def test_mirrored_pairs_put_each_images_left_right_mirror_right_after_it():
+    from synthcal.quantization.auto import mirrored_pairs
+
+    images = np.random.default_rng(2).integers(0, 256, (3, 4, 5, 3), dtype=np.uint8)
+    pairs = mirrored_pairs(images)
+    assert pairs.shape == (6, 4, 5, 3)
+    for index, image in enumerate(images):
+        np.testing.assert_array_equal(pairs[2 * index], image)
+        np.testing.assert_array_equal(pairs[2 * index + 1], np.fliplr(image))  # columns (W) reversed

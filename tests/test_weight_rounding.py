@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from conftest import tiny_classifier_model
 
-from synthcal.quantization.weight_rounding import _input_rows, gptq_round, rounded_layers, weight_matrix
+from synthcal.quantization.weight_rounding import GPTQ_DAMP, _input_rows, gptq_round, rounded_layers, weight_matrix
 
 
 def test_gptq_with_uncorrelated_inputs_is_nearest_rounding():
@@ -65,6 +65,7 @@ def test_nncf_keeps_gptqs_integers_in_the_int8_model():
     quantized, recorded = quantize_candidate(model, images, candidate)
     rounding = recorded["weight_rounding"]
     assert rounding["layers"] == 3 and rounding["images"] == 60
+    assert rounding["method"] == "gptq" and rounding["damp"] == GPTQ_DAMP and rounding["seconds"] > 0
     assert rounding["grid_match"] == {"share": 1.0, "channels_at_scale_floor": 0}
     _, integers, scales = round_weights(model, images)
     held = integer_weights(quantized)
@@ -165,10 +166,14 @@ def test_a_matmul_without_transpose_b_is_read_and_written_as_output_rows():
     assert integers[name].dtype == np.int8 and integers[name].shape == (6, 48)
     (rounded_layer,) = rounded_layers(rounded)
     np.testing.assert_allclose(weight_matrix(rounded_layer), integers[name] * scales[name][:, None], rtol=1e-6)
-    # damping reaches GPTQ: another damp, other integers
-    assert (round_weights(model, images, damp=5.0)[1][name] != integers[name]).any()
-    quantized, _ = quantize_candidate(model, images, {"id": "g", "fast_bias_correction": False,
-                                                      "overflow_fix": "disable", "weight_rounding": "gptq"})
+    # damping reaches GPTQ: another damp, other integers, also through a candidate's gptq_damp
+    damped = round_weights(model, images, damp=5.0)[1][name]
+    assert (damped != integers[name]).any()
+    candidate = {"id": "g", "fast_bias_correction": False, "overflow_fix": "disable", "weight_rounding": "gptq"}
+    quantized, recorded = quantize_candidate(model, images, candidate | {"gptq_damp": 5.0})
+    np.testing.assert_array_equal(integer_weights(quantized)[name][0], damped)
+    assert recorded["weight_rounding"]["damp"] == 5.0
+    quantized, _ = quantize_candidate(model, images, candidate)
     held_integers, held_scales = integer_weights(quantized)[name]
     np.testing.assert_array_equal(held_integers, integers[name])
     np.testing.assert_allclose(held_scales, scales[name], rtol=1e-6)

@@ -232,8 +232,13 @@ def _candidate_parameters(candidate: dict, num_images: int) -> tuple[dict, dict]
     return arguments, advanced
 
 
-def _bias_correction_images(candidate: dict) -> str:
-    return candidate.get("bias_correction_images", "all") if not candidate.get("fast_bias_correction", True) else ""
+def _bias_correction_reads_every_image(candidate: dict) -> bool:
+    return not candidate.get("fast_bias_correction", True) and candidate.get("bias_correction_images", "all") == "all"
+
+
+def mirrored_pairs(images: np.ndarray) -> np.ndarray:
+    """NHWC images with each one's left-right mirror image right after it (a subset keeps the pairs together)."""
+    return np.stack([images, images[:, :, ::-1]], axis=1).reshape(-1, *images.shape[1:])
 
 
 def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
@@ -241,8 +246,8 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
     Returns the quantized ``ov.Model`` and the arguments NNCF got."""
     from synthcal.quantization.nncf_engine import nncf, per_image_items, without_torch
 
-    if candidate.get("augment") == "flip":  # mirror image i follows image i: a subset keeps the pairs together
-        images = np.stack([images, images[:, :, ::-1]], axis=1).reshape(-1, *images.shape[1:])
+    if candidate.get("augment") == "flip":
+        images = mirrored_pairs(images)
     arguments, advanced = _candidate_parameters(candidate, len(images))
     used = arguments["subset_size"]
     rounding = None
@@ -256,7 +261,7 @@ def quantize_candidate(model, images: np.ndarray, candidate: dict) -> tuple:
                     "seconds": time.perf_counter() - start}
     items = per_image_items(images, used)
     arguments["subset_size"] = len(items)
-    if _bias_correction_images(candidate) == "all":
+    if _bias_correction_reads_every_image(candidate):
         # NNCF's full BiasCorrection reads the first fifth of subset_size items; a five-fold subset_size over the
         # same items lets it read every calibration image (range statistics still see each image once)
         arguments["subset_size"] *= 5
