@@ -4,7 +4,6 @@ rule quantize:
         xml="results/models/{model}/fp32.xml",
         bin="results/models/{model}/fp32.bin",
         calibration=lambda w: study.calibration_set(w.calib, w.model),
-        scope=study.checked_ignored_scope,  # nothing: checks the method's ignored_scope against the FP32 IR
     output:
         xml="results/quantized/{model}/{calib}/{method}/int8.xml",
         bin="results/quantized/{model}/{calib}/{method}/int8.bin",

@@ -134,6 +134,7 @@ class Study:
         self.check()
         self.check_evaluation_sets()
         self.check_auto_methods()
+        self.check_ignored_scopes()
 
     def check(self) -> None:
         """Checks the JSON schema cannot express: selections name defined entries, local paths exist."""
@@ -485,19 +486,20 @@ class Study:
                 f"{RESULTS}/report/index.html"] + self.auto_oracle_csv()
 
     # method `auto` (synthcal/quantization/auto.py): candidates scored on held-out synthetic images, then the oracle
-    def checked_ignored_scope(self, wildcards) -> list[str]:
-        """Input function of rule quantize (no input of its own): where the model's FP32 IR is there already (a
-        rerun), the method's ``ignored_scope`` must name its layers, before Snakemake deletes the cell's outputs."""
+    def check_ignored_scopes(self) -> None:
+        """Where a model's FP32 IR is there already (a rerun), each of its cells' methods' ``ignored_scope`` must name
+        its layers: checked here, before the DAG, because Snakemake reads an error of a job's input function as "no
+        job makes this file" and keeps the cell's old outputs without a word."""
         from synthcal.quantization.ignored_scope import IgnoredScopeError, check_ignored_scope, ir_layer_names
 
-        scope = (self.config["methods"].get(wildcards.method) or {}).get("ignored_scope")
-        xml = f"{RESULTS}/models/{wildcards.model}/fp32.xml"
-        if scope and Path(xml).is_file():
-            try:
-                check_ignored_scope(wildcards.method, scope, ir_layer_names(xml), xml)
-            except IgnoredScopeError as error:
-                raise ConfigError(str(error)) from None
-        return []
+        for model, method in dict.fromkeys((model, method) for model, _, method in self._cells):
+            scope = (self.config["methods"].get(method) or {}).get("ignored_scope")
+            xml = f"{RESULTS}/models/{model}/fp32.xml"
+            if scope and Path(xml).is_file():
+                try:
+                    check_ignored_scope(method, scope, ir_layer_names(xml), xml)
+                except IgnoredScopeError as error:
+                    raise ConfigError(str(error)) from None
 
     def auto_methods(self) -> list[str]:
         """Defined method names with ``algorithm: auto``."""
