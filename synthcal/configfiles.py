@@ -49,13 +49,15 @@ class _StrictLoader(yaml.SafeLoader):
                 if key_node.tag == "tag:yaml.org,2002:merge":
                     continue
                 key = self.construct_object(key_node, deep=True)
+                here = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
                 try:
-                    first = seen.setdefault(key, key_node.start_mark.line + 1)
+                    first = seen.setdefault(key, here)
                 except TypeError:  # an unhashable key: SafeLoader words that itself
                     continue
-                if first != key_node.start_mark.line + 1:
-                    raise ConfigFileError(f"{self.filename}: key {key!r} is given twice (lines {first} and "
-                                          f"{key_node.start_mark.line + 1}); keep one")
+                if first != here:
+                    where = (f"line {here[0]}, columns {first[1]} and {here[1]}" if first[0] == here[0]
+                             else f"lines {first[0]} and {here[0]}")  # one line: a {…} mapping
+                    raise ConfigFileError(f"{self.filename}: key {key!r} is given twice ({where}); keep one")
         return super().construct_mapping(node, deep=deep)
 
 

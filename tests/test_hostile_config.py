@@ -26,6 +26,9 @@ def test_a_duplicate_key_is_refused_naming_the_key_and_both_lines(tmp_path):
     top = _file(tmp_path, "seed: 1\n\nseed: 2\n")
     with pytest.raises(ConfigFileError, match=r"key 'seed' is given twice \(lines 1 and 3\)"):
         load_config_file(top)
+    inline = _file(tmp_path, "study: {models: [resnet20], test_sets: [extra], test_sets: []}\n")  # a {…} mapping
+    with pytest.raises(ConfigFileError, match=r"key 'test_sets' is given twice \(line 1, columns 29 and 49\)"):
+        load_config_file(inline)
     json_file = _file(tmp_path, '{"seed": 1, "seed": 2}', "hostile.json")
     with pytest.raises(ConfigFileError, match="key 'seed' is given twice"):
         load_config_file(json_file)
