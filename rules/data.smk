@@ -6,7 +6,6 @@ rule dataset_split:
         "results/data/{split}.npz",
     params:
         data=config["data"],
-        cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
     conda:
         "../envs/synthcal.yaml"
     log:

@@ -14,7 +14,6 @@ rule evaluation_set:
         "results/data/eval/{test_set}.npz",
     params:
         spec=lambda w: study.evaluation_set_spec(w.test_set),
-        cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
     conda:
         "../envs/synthcal.yaml"
     log:

@@ -7,7 +7,6 @@ rule fetch_weights:
         info="results/weights/{model}.{suffix}.json",
     params:
         model=lambda w: study.model_entry(w.model),
-        cache_dir=config.get("cache_dir", "~/.cache/synthcal"),
         seed=config.get("seed", 0),
     wildcard_constraints:
         suffix="pt|onnx",

@@ -7,5 +7,5 @@ from synthcal.io import save_image_set
 from synthcal.workflow import job
 
 with job(snakemake):
-    split = load_split(snakemake.params.data, snakemake.wildcards.split, snakemake.params.cache_dir)
+    split = load_split(snakemake.params.data, snakemake.wildcards.split, snakemake.config["cache_dir"])
     save_image_set(snakemake.output[0], split.images, split.labels, split.provenance)

@@ -6,5 +6,5 @@ from synthcal.models.export import fetch_from_files
 from synthcal.workflow import job
 
 with job(snakemake):
-    fetch_from_files(snakemake.params.model["name"], snakemake.params.model["entry"], snakemake.params.cache_dir,
+    fetch_from_files(snakemake.params.model["name"], snakemake.params.model["entry"], snakemake.config["cache_dir"],
                      snakemake.output, seed=snakemake.params.seed)
