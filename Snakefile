@@ -20,6 +20,8 @@ configfile: base_config
 validate_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # names first, then the schema
 allow_user_code(not runs_no_job())  # --unlock, --lint: no model factory imported
 study = Study(config)
+if not runs_no_job():
+    study.update_manifests()  # user data listed before the DAG: its errors stop the run
 
 
 onstart:

@@ -304,8 +304,13 @@ class FolderImages:
 
 
 def image_files(folder: Path) -> list[Path]:
-    """The image files under a directory, sorted."""
-    return [file for file in sorted(folder.rglob("*")) if file.is_file() and file.suffix.lower() in IMAGE_SUFFIXES]
+    """The image files under a directory (linked folders entered), sorted: the files its manifest lists."""
+    from synthcal.manifest import ManifestError, walk
+
+    try:
+        return [folder / relative for relative, _ in walk(folder, IMAGE_SUFFIXES)]
+    except ManifestError as error:
+        raise DataError(str(error)) from None
 
 
 def containing_archive(path: Path) -> Path | None:

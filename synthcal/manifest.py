@@ -29,23 +29,38 @@ class ManifestError(ValueError):
 
 
 def walk(root: str | os.PathLike, suffixes: tuple[str, ...] | None) -> list[tuple[str, os.stat_result]]:
-    """(relative posix path, stat) of every file under ``root`` with one of ``suffixes`` (None: all), sorted: the
-    files ``synthcal.data.image_files`` reads (symlinked folders are not entered), listed with one scandir pass."""
+    """(relative posix path, stat) of every file under ``root`` with one of ``suffixes`` (None: all), sorted, listed
+    with one scandir pass: the files ``synthcal.data.image_files`` reads. Linked folders are entered (a class folder
+    may be a link); a link back to a folder already listed (a loop, or one folder twice) and a broken link with
+    one of ``suffixes`` are refused, naming them."""
     found, pending = [], [""]
+    seen = {_folder_id(os.stat(root)): "."}  # folder -> the name it was listed under
     while pending:
         relative = pending.pop()
         try:
             with os.scandir(os.path.join(root, relative)) as entries:
                 for entry in entries:
                     name = f"{relative}/{entry.name}" if relative else entry.name
-                    if entry.is_dir(follow_symlinks=False):
+                    wanted = suffixes is None or os.path.splitext(entry.name)[1].lower() in suffixes
+                    if entry.is_dir():
+                        first = seen.setdefault(_folder_id(entry.stat()), name)
+                        if first != name:
+                            raise ManifestError(f"{root}: folders {first} and {name} are one folder through a link "
+                                                "(a loop, or the same images twice)")
                         pending.append(name)
-                    elif entry.is_file() and (suffixes is None or os.path.splitext(entry.name)[1].lower() in suffixes):
-                        found.append((name, entry.stat()))
+                    elif entry.is_file():
+                        if wanted:
+                            found.append((name, entry.stat()))
+                    elif wanted and entry.is_symlink():
+                        raise ManifestError(f"{root}: {name} is a broken link (to {os.readlink(entry.path)})")
         except PermissionError:
             continue
     found.sort(key=lambda item: item[0])
     return found
+
+
+def _folder_id(stat: os.stat_result) -> tuple[int, int]:
+    return stat.st_dev, stat.st_ino
 
 
 def source_files(path: str | os.PathLike, suffixes: tuple[str, ...] | None) -> tuple[Path, list, str]:
@@ -112,6 +127,8 @@ def update(path: str | os.PathLike, manifest_path: str | os.PathLike, key: str,
         manifest, new_stats = scan(path, stats if isinstance(stats, dict) else None, suffixes)
     except FileNotFoundError:
         raise ManifestError(f"{key}: {path} does not exist") from None
+    except ManifestError as error:
+        raise ManifestError(f"{key}: {error}") from None
     except OSError as error:
         raise ManifestError(f"{key}: cannot read {path}: {error}") from None
     text = json.dumps(manifest, separators=(",", ":")) + "\n"

@@ -297,6 +297,21 @@ class Study:
                 raise ConfigError(str(error)) from None
         return self._manifests[target]
 
+    def update_manifests(self) -> None:
+        """Every manifest the study's jobs may take, brought up to date before the DAG is built: Snakemake reads an
+        error of an input function as "no job makes this file" and would keep the old outputs without a word (a
+        broken link, an unreadable folder)."""
+        for split in ("train", "test"):
+            self.data_inputs(split)
+        for test_set in self.test_sets[1:]:
+            self.evaluation_set_inputs(test_set)
+        for calib in self.calibrations:
+            if self.config["calibration"][calib]["kind"] == "folder":
+                self.calibration_inputs(calib)
+        for gan, entry in (self.config.get("gan_training") or {}).items():  # trained only when named: where present
+            if (entry or {}).get("data_folder") and Path((entry or {})["data_folder"]).expanduser().exists():
+                self.gan_data_inputs(gan)
+
     def data_inputs(self, split: str) -> list[str]:
         """Input of rule dataset_split: the manifest of ``data.folders.<split>`` or ``data.local_path`` (a
         download is checked by its md5 instead)."""

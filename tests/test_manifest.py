@@ -149,8 +149,29 @@ def test_walk_lists_the_files_the_reader_reads(tree, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     (outside / "9.png").write_bytes(b"x")
-    (tree / "linked").symlink_to(outside, target_is_directory=True)  # not entered, as rglob does not
+    (tree / "linked").symlink_to(outside, target_is_directory=True)  # a linked (class) folder is entered
     (tree / "cat" / "link.png").symlink_to(outside / "9.png")  # a linked file is read
     walked = [name for name, _ in manifest.walk(tree, IMAGE_SUFFIXES)]
-    assert sorted(walked) == sorted(path.relative_to(tree).as_posix() for path in image_files(tree))
-    assert "cat/link.png" in walked and "dog/UPPER.PNG" in walked and not any("9.png" in n for n in walked)
+    assert walked == [path.relative_to(tree).as_posix() for path in image_files(tree)]
+    assert {"cat/link.png", "dog/UPPER.PNG", "linked/9.png"} <= set(walked)
+
+
+@pytest.mark.parametrize("fault", ["loop", "same_folder_twice", "broken_link"])
+def test_walk_refuses_a_link_loop_a_folder_twice_and_a_broken_image_link(tree, tmp_path, fault):
+    from synthcal.data import IMAGE_SUFFIXES, DataError, image_files
+
+    if fault == "loop":
+        (tree / "cat" / "back").symlink_to(tree, target_is_directory=True)
+        message = r"folders \. and cat/back are one folder through a link \(a loop, or the same images twice\)$"
+    elif fault == "same_folder_twice":
+        (tree / "kitten").symlink_to(tree / "cat", target_is_directory=True)
+        message = r"folders (cat and kitten|kitten and cat) are one folder through a link"
+    else:
+        (tree / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+        message = rf"cat/gone.png is a broken link \(to {tmp_path / 'nowhere.png'}\)$"
+    with pytest.raises(manifest.ManifestError, match=rf"^{tree}: {message}"):
+        manifest.walk(tree, IMAGE_SUFFIXES)
+    with pytest.raises(DataError, match=rf"^{tree}: {message}"):
+        image_files(tree)
+    with pytest.raises(manifest.ManifestError, match=rf"^data\.folders\.test: {tree}: {message}"):
+        manifest.update(tree, tmp_path / "m.json", "data.folders.test", IMAGE_SUFFIXES)
