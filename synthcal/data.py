@@ -235,9 +235,17 @@ def decode_image(data: bytes, name: str, size=32, crop: dict | None = None) -> n
                 if image.size != (width, height):
                     image = image.resize((width, height), Image.Resampling.BILINEAR)
             return np.asarray(image, dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError,
+    except UnidentifiedImageError as error:  # Pillow's message names its buffer object, not the file
+        raise DataError(f"cannot read image {shown_name(name)}: not an image file Pillow can read (empty, truncated "
+                        "or another kind of file)") from error
+    except (OSError, ValueError, Image.DecompressionBombError,
             Image.DecompressionBombWarning) as error:  # the warning where warnings are errors
-        raise DataError(f"cannot read image {name}: {error}") from error
+        raise DataError(f"cannot read image {shown_name(name)}: {error}") from error
+
+
+def shown_name(name: str) -> str:
+    """A file name for a one-line message: control characters (a newline in a name) written as escapes."""
+    return "".join(char if char.isprintable() else repr(char)[1:-1] for char in str(name))
 
 
 def _decode_entries(entries: list, size, crop: dict | None, desc: str, show_progress: bool) -> list:
@@ -329,8 +337,10 @@ def _folder_entries(root: Path) -> Iterator[tuple[str, str, Callable[[], bytes]]
     archive_path = containing_archive(root)
     inner = str(root.relative_to(archive_path)) if archive_path else ""
     inner = "" if inner == "." else inner  # the path is the tarball itself: its whole tree
-    if archive_path is None or not tarfile.is_tarfile(archive_path):
+    if archive_path is None:
         raise DataError(f"image folder {root} does not exist")
+    if not tarfile.is_tarfile(archive_path):
+        raise DataError(f"{archive_path} is a file, not a folder of images or a tarball (.tar, .tar.gz) of them")
     prefix = inner.rstrip("/") + "/" if inner else ""
     with tarfile.open(archive_path) as archive:
         for member in archive:
@@ -430,12 +440,17 @@ def dataset_classes(source: dict) -> list[str]:
         return list(source["classes"])
     if source.get("source", "download") != "folder":
         return list(CIFAR10_CLASSES)
-    train = (source.get("folders") or {}).get("train") or (source.get("folders") or {}).get("test")
+    folders = source.get("folders") or {}
+    split = "train" if folders.get("train") else "test"
+    train = folders.get(split)
     if not train:
         raise DataError("data.folders.train is not set (an ImageFolder tree)")
-    classes = folder_classes(train)
+    try:
+        classes = folder_classes(train)
+    except DataError as error:
+        raise DataError(f"data.folders.{split}: {error}") from None
     if not classes:
-        raise DataError(f"data.folders.train: {train} has no class folders")
+        raise DataError(f"data.folders.{split}: {train} has no class folders")
     return classes
 
 

@@ -243,6 +243,25 @@ def _stored_images(path: Path) -> StoredImages | None:
         return StoredImages(path, handle.tell(), shape)
 
 
+def _npz_problem(error: Exception) -> str:
+    """numpy's and zipfile's reasons in a few words (numpy's pickle advice does not apply: nothing is unpickled)."""
+    if isinstance(error, zipfile.BadZipFile) or "pickled" in str(error):
+        return "not an .npz archive: truncated or overwritten"
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
+
+
+def read_npz_arrays(path: str | os.PathLike, names: tuple[str, ...], what: str = "file") -> dict[str, np.ndarray]:
+    """The arrays ``names`` of an .npz file synthcal wrote, or a one-line ``ValueError`` naming the file."""
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {name: data[name] for name in names}
+    except KeyError as error:
+        raise ValueError(f"{path} is not a readable {what}: it has no array {error}; delete it and run again") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a readable {what} ({_npz_problem(error)}); delete it and run "
+                         "again") from None
+
+
 def load_image_set(path: str | os.PathLike, stream: bool = False) -> ImageSet:
     """Read an image set; ``stream=True`` leaves its images on disk (``StoredImages``), read a slice at a time."""
     path = Path(path)
@@ -253,6 +272,8 @@ def load_image_set(path: str | os.PathLike, stream: bool = False) -> ImageSet:
             stored = _stored_images(path) if stream else None
             images = stored if stored is not None else data["images"]
             labels, provenance = data["labels"], json.loads(str(data["provenance"]))
-    except (KeyError, ValueError, zipfile.BadZipFile) as error:
-        raise ValueError(f"{path} is not a synthcal image set: {error}") from error
+    except KeyError as error:
+        raise ValueError(f"{path} is not a synthcal image set: it has no array {error}") from error
+    except (ValueError, EOFError, zipfile.BadZipFile) as error:
+        raise ValueError(f"{path} is not a synthcal image set ({_npz_problem(error)})") from error
     return ImageSet(images=images, labels=labels, provenance=provenance)

@@ -182,11 +182,10 @@ def reference_features_from_files(inputs, out_path, reference_count: int = 5000)
 def quality_from_files(model_name: str, inputs, out_path) -> dict:
     """Workflow entry: quality statistics of one calibration set under one FP32 model (its IR), against the
     reference features of ``reference_features_from_files``."""
-    from synthcal.io import load_image_set, write_json
+    from synthcal.io import load_image_set, read_npz_arrays, write_json
 
     calibration = load_image_set(inputs.calibration, stream=True)
-    with np.load(inputs.reference) as stored:
-        reference_features = stored["features"]
+    reference_features = read_npz_arrays(inputs.reference, ("features",), "reference features file")["features"]
     stats = calibration_quality(inputs.xml, calibration, reference_features)
     stats.update(model=model_name, calibration=calibration.provenance.get("name"),
                  kind=calibration.provenance.get("kind"))

@@ -145,15 +145,15 @@ def write_evaluation(xml_path, test_set: ImageSet, metrics_path, predictions_pat
 
 def evaluate_from_files(inputs, outputs, options: dict) -> tuple[dict, dict]:
     """Workflow entry for FP32 (export.json beside) and INT8 (FP32 metrics and predictions as reference)."""
-    from synthcal.io import load_image_set, read_json
+    from synthcal.io import load_image_set, read_json, read_npz_arrays
 
     test = load_image_set(inputs.test, stream=True)  # read a batch at a time: a set of any size
     reference_predictions = reference_metrics = folds = None
     extra: dict = {}
     if "fp32_metrics" in inputs.keys():
         reference_metrics = read_json(inputs.fp32_metrics)
-        with np.load(inputs.fp32_predictions) as fp32:
-            reference_predictions = fp32["predictions"]
+        reference_predictions = read_npz_arrays(inputs.fp32_predictions, ("predictions",),
+                                                "FP32 predictions file")["predictions"]
         quantize_info = read_json(inputs.quantize_info)
         extra = {"precision": "int8", "untrained": reference_metrics.get("untrained", False),
                  "method": quantize_info["method"], "calibration": quantize_info["calibration_set"].get("name"),
