@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 
 import pytest
@@ -67,10 +68,38 @@ def test_truncated_without_verify_fails_to_load(resnet20_pt, tmp_path):
     truncated.write_bytes(data[: len(data) // 2])
     out = tmp_path / "out.pt"
     spec = {"source": "path", "path": str(truncated), "verify": False}
-    with pytest.raises((WeightsError, ValueError)) as info:
+    with pytest.raises(WeightsError, match=rf"^{KEY}: {truncated} is not a loadable state_dict \(empty or truncated "
+                                           r"file\)$"):
         fetch_weights("resnet20", spec, tmp_path / "cache", out)
-    assert str(truncated) in str(info.value)
     assert not out.exists()
+
+
+class _Runs:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (str(self.marker), "w"))  # creates the marker file if ever unpickled
+
+
+@pytest.mark.parametrize("content", ["empty", "pickled_code", "zipped_code"])
+def test_unloadable_checkpoints_are_one_line_without_pytorchs_unsafe_advice(tmp_path, content):
+    path, marker = tmp_path / "w.pt", tmp_path / "ran"
+    if content == "empty":
+        path.write_bytes(b"")
+        reason = "empty or truncated file"
+    else:
+        if content == "zipped_code":
+            torch.save({"weight": _Runs(marker)}, path)
+        else:
+            import pickle
+
+            path.write_bytes(pickle.dumps({"weight": _Runs(marker)}))
+        reason = "it holds Python objects other than tensors, which are never unpickled here; save a state_dict"
+    spec = {"source": "path", "path": str(path), "verify": False}
+    with pytest.raises(WeightsError, match=rf"^{KEY}: {path} is not a loadable state_dict \({re.escape(reason)}\)$"):
+        fetch_weights("resnet20", spec, tmp_path / "cache", tmp_path / "out.pt")
+    assert not marker.exists() and not (tmp_path / "out.pt").exists()
 
 
 def test_wrong_architecture_is_refused(resnet20_pt, tmp_path):

@@ -17,6 +17,20 @@ class CheckpointError(ValueError):
     """A checkpoint that cannot be read or does not fit its network; the message names the config key."""
 
 
+def load_problem(exc: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words (PyTorch's advice to load with
+    ``weights_only=False``, which would run code from the file, is left out)."""
+    text = str(exc)
+    if "Weights only load failed" in text:
+        return "it holds Python objects other than tensors, which are never unpickled here; save a state_dict"
+    if isinstance(exc, EOFError) or "failed finding central directory" in text or "failed reading zip" in text:
+        return "empty or truncated file"
+    if "invalid load key" in text:
+        return "not a PyTorch checkpoint"
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return f"{type(exc).__name__}: {first[:200]}" if first else type(exc).__name__
+
+
 def load_state_dict_file(path: str | os.PathLike, state_dict_key: str | None = None,
                          strip_prefix: str | None = None, key: str = "checkpoint") -> dict:
     """The tensors of a checkpoint file on the CPU.
@@ -30,7 +44,7 @@ def load_state_dict_file(path: str | os.PathLike, state_dict_key: str | None = N
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated zip, pickle errors, disallowed globals, ...
-        raise CheckpointError(f"{key}: {path} is not a loadable state_dict ({type(exc).__name__}: {exc})") from exc
+        raise CheckpointError(f"{key}: {path} is not a loadable state_dict ({load_problem(exc)})") from exc
     if state_dict_key:
         for part in state_dict_key.split("."):
             if not isinstance(loaded, Mapping) or part not in loaded:

@@ -88,8 +88,8 @@ def fetch_weights(model_name: str, spec: dict, cache_dir: str | os.PathLike, out
     provenance["sha256_expected"] = expected
     try:
         state_dict = load_state_dict_file(local, key=key)
-    except CheckpointError as error:
-        raise WeightsError(f"{key}: {local} does not fit {architecture}: {error}") from None
+    except CheckpointError as error:  # unreadable: the message names key and file already
+        raise WeightsError(str(error)) from None
     try:  # worded as for kind torch: a few missing, unexpected and mis-shaped keys, counted, in one line
         load_strict(build_model(architecture), state_dict, key)
     except CheckpointError as error:
