@@ -6,6 +6,7 @@ import contextlib
 import itertools
 import json
 import logging
+import math
 import os
 import re
 import sys
@@ -86,6 +87,7 @@ def validate_config(config: dict, schema: str | os.PathLike) -> None:
     from snakemake.utils import validate
 
     check_names(config)
+    _refuse_non_finite(config, "")
     try:
         validate(config, str(schema))
     except WorkflowError as error:
@@ -97,6 +99,19 @@ def validate_config(config: dict, schema: str | os.PathLike) -> None:
         message = best.message if len(best.message) <= 300 else best.message[:300] + " …"
         raise ConfigError(f"config key {path.lstrip('.') or '(top level)'}: {message} "
                           f"(schema: {Path(schema).name})") from None
+
+
+def _refuse_non_finite(value, path: str) -> None:
+    """YAML's .nan and .inf pass every schema bound (NaN compares false, inf exceeds no exclusive maximum): refused
+    anywhere in the config, naming the key."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"config key {path.lstrip('.') or '(top level)'}: {value} is not a finite number")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _refuse_non_finite(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, f"{path}[{index}]")
 
 
 class Study:

@@ -97,6 +97,11 @@ def _shipped_config() -> dict:
     (("evaluation", "batch_size"), 10**6, "config key evaluation.batch_size: "),
     (("methods", "default", "subset_size"), 10**9, "config key methods.default.subset_size"),
     (("data", "size"), [32, 10**6], "config key data.size"),
+    # YAML's .nan and .inf pass every bound: refused wherever they stand
+    (("export", "parity_tolerance"), float("nan"), "config key export.parity_tolerance: nan is not a finite number"),
+    (("export", "parity_tolerance"), float("inf"), "config key export.parity_tolerance: inf is not a finite number"),
+    (("calibration", "noise", "mean"), [0.5, float("-inf"), 0.5],
+     "config key calibration.noise.mean[1]: -inf is not a finite number"),
 ])
 def test_counts_sizes_and_resamples_have_a_maximum_named_in_the_error(keys, value, named):
     from synthcal.workflow import ConfigError, validate_config
