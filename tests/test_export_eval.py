@@ -82,3 +82,21 @@ def test_parity_gate_fails_and_leaves_nothing(exported, tmp_path):
         export_model(model_spec("resnet20", {}), [str(weights)], tmp_path / "fp32.xml", tmp_path / "export.json",
                      test.images[:8], tolerance=1e-12)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_nan_weights_are_refused_as_such_and_leave_nothing(exported, tmp_path):
+    import torch
+
+    test, weights, _, _ = exported
+    state = torch.load(weights, map_location="cpu", weights_only=True)
+    state = {name: value.clone().fill_(float("nan")) if name.endswith("conv1.weight") else value
+             for name, value in state.items()}
+    broken = tmp_path / "nan.pt"
+    torch.save(state, broken)
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(ParityError, match=r"^models\.resnet20: the network's pytorch logits are NaN or infinite on 8 "
+                                          r"of 8 test images \(NaN or infinite weights\?\); refusing to export it$"):
+        export_model(model_spec("resnet20", {}), [str(broken)], out / "fp32.xml", out / "export.json",
+                     test.images[:8])
+    assert list(out.iterdir()) == []

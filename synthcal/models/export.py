@@ -131,6 +131,12 @@ def export_model(spec: ModelSpec, network_files: list[str], xml_path, info_path,
     }
     if options.get("network"):
         info["network"] = options["network"]
+    for name, logits in ((reference_name, reference), ("OpenVINO", openvino)):
+        broken = ~np.isfinite(logits).all(axis=1) if logits is not None and logits.size else np.zeros(0, bool)
+        if broken.any():
+            _remove_ir(xml_path)
+            raise ParityError(f"{spec.key}: the network's {name} logits are NaN or infinite on {int(broken.sum())} of "
+                              f"{len(broken)} test images (NaN or infinite weights?); refusing to export it")
     if reference is None:
         info["parity"] = {"images": 0, "reference": None,
                           "note": f"kind {spec.kind} has no second implementation to compare with"}
