@@ -67,8 +67,17 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike):
-    return json.loads(Path(path).read_text())
+def read_json(path: str | os.PathLike, required: tuple[str, ...] = ()):
+    """A JSON file; with ``required``, an object holding those keys, else a one-line ``ValueError`` naming the file
+    (an intermediate edited by hand)."""
+    value = json.loads(Path(path).read_text())
+    if required:
+        missing = [key for key in required if key not in value] if isinstance(value, dict) else list(required)
+        if missing:
+            what = f"has no {', '.join(map(repr, missing))}" if isinstance(value, dict) else \
+                f"holds a {type(value).__name__}, not an object"
+            raise ValueError(f"{path} is not a file synthcal wrote ({what}); delete it and run again")
+    return value
 
 
 def _json_default(value):
@@ -254,9 +263,13 @@ def read_npz_arrays(path: str | os.PathLike, names: tuple[str, ...], what: str =
     """The arrays ``names`` of an .npz file synthcal wrote, or a one-line ``ValueError`` naming the file."""
     try:
         with np.load(path, allow_pickle=False) as data:
+            missing = [name for name in names if name not in data.files]
+            if missing:
+                raise KeyError(", ".join(map(repr, missing)))
             return {name: data[name] for name in names}
     except KeyError as error:
-        raise ValueError(f"{path} is not a readable {what}: it has no array {error}; delete it and run again") from None
+        raise ValueError(f"{path} is not a readable {what}: it has no array {error.args[0]}; delete it and run "
+                         "again") from None
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as error:
         raise ValueError(f"{path} is not a readable {what} ({_npz_problem(error)}); delete it and run "
                          "again") from None

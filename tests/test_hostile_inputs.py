@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import struct
 import zlib
 
@@ -58,3 +59,35 @@ def test_garbage_in_an_ir_bin_is_one_line_naming_the_file(tmp_path):
     message = str(raised.value)
     assert message.startswith(f"{tmp_path / 'int8.xml'} (with its .bin) is not a readable OpenVINO IR: Incorrect")
     assert "\n" not in message and "Delete it and run again" in message
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("[]", "holds a list, not an object"),
+    ('{"x": 1}', "has no 'irs'"),
+])
+def test_an_intermediate_json_of_another_shape_is_one_line_naming_the_file(tmp_path, text, problem):
+    from synthcal.io import read_json
+
+    path = tmp_path / "resnet20.json"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=rf"^{path} is not a file synthcal wrote \({problem}\); delete it and run "
+                                         r"again$"):
+        read_json(path, ("irs",))
+    assert read_json(path) == json.loads(text)  # nothing required: as it is
+
+
+def test_a_damaged_npz_intermediate_is_one_line_naming_the_file(tmp_path):
+    from synthcal.io import load_image_set, read_npz_arrays
+
+    path = tmp_path / "predictions.npz"
+    path.write_bytes(b"garbage")
+    with pytest.raises(ValueError, match=rf"^{path} is not a readable FP32 predictions file \(not an \.npz archive: "
+                                         r"truncated or overwritten\); delete it and run again$"):
+        read_npz_arrays(path, ("predictions",), "FP32 predictions file")
+    with pytest.raises(ValueError, match=rf"^{path} is not a synthcal image set \(not an \.npz archive: truncated or "
+                                         r"overwritten\)$"):
+        load_image_set(path)
+    np.savez(path, other=np.zeros(2))
+    with pytest.raises(ValueError, match=rf"^{path} is not a readable FP32 predictions file: it has no array "
+                                         r"'predictions'; delete it and run again$"):
+        read_npz_arrays(path, ("predictions",), "FP32 predictions file")

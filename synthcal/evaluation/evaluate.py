@@ -154,13 +154,13 @@ def evaluate_from_files(inputs, outputs, options: dict) -> tuple[dict, dict]:
         reference_metrics = read_json(inputs.fp32_metrics)
         reference_predictions = read_npz_arrays(inputs.fp32_predictions, ("predictions",),
                                                 "FP32 predictions file")["predictions"]
-        quantize_info = read_json(inputs.quantize_info)
+        quantize_info = read_json(inputs.quantize_info, ("method", "calibration_set", "quantization_seconds"))
         extra = {"precision": "int8", "untrained": reference_metrics.get("untrained", False),
                  "method": quantize_info["method"], "calibration": quantize_info["calibration_set"].get("name"),
                  "quantization_seconds": quantize_info["quantization_seconds"]}
         folds = quantize_info.get("folds")
     else:
-        export_info = read_json(inputs.export_info)
+        export_info = read_json(inputs.export_info, ("model",))
         extra = {"precision": "fp32", "untrained": export_info.get("untrained", False), "model": export_info["model"]}
     return write_evaluation(
         inputs.xml, test, outputs.metrics, outputs.predictions, reference_predictions=reference_predictions,

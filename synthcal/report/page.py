@@ -118,7 +118,7 @@ def summary_table(evaluations: Evaluations, config: dict, timings: dict[str, dic
                 raise ValueError(f"{record['predictions']} does not match {record['metrics']}: re-run the evaluation")
             row.update(paired)
             row["delta_top1"] = metrics["delta_top1"]
-            info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"]))
+            info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"], ("method",)))
             row["quantization_seconds"] = info.get("quantization_seconds")
             row["calibration_kind"] = info.get("calibration_set", {}).get("kind")
             row["calibration_images"] = info.get("calibration_images_available")
@@ -670,7 +670,7 @@ def build_report(inputs, outputs, study: dict, config: dict) -> pd.DataFrame:
     flag_drop = float(report_config.get("flag_drop", 0.02))
     methods, test_sets = study["methods"], study["test_sets"]
     evaluations = Evaluations(study["evaluations"])
-    timings = {model: read_json(path) for model, path in study["timing"].items()}
+    timings = {model: read_json(path, ("irs",)) for model, path in study["timing"].items()}
     table = add_quality(summary_table(evaluations, config, timings), inputs.quality)
     kinds = {name: spec.get("kind") for name, spec in (config.get("calibration") or {}).items()}
     reference = reference_calibration(study["calibrations"], kinds, report_config.get("reference_calibration"))
