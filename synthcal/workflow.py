@@ -167,8 +167,13 @@ class Study:
             _must_exist(data.get("local_path"), "data.local_path")
         if data.get("source") == "folder":
             # the train split only feeds cifar10-kind sets: a study of a test folder alone (ImageNet's val) needs none
-            uses_train = any((self.config.get("calibration") or {}).get(name, {}).get("kind") == "cifar10"
-                             for name in self.calibrations)
+            from_train = [name for name in self.calibrations
+                          if (self.config.get("calibration") or {}).get(name, {}).get("kind") == "cifar10"]
+            uses_train = bool(from_train)
+            if from_train and not (data.get("folders") or {}).get("train"):
+                raise ConfigError(f"data.folders.train is not set, and the study's calibration set(s) {from_train} "
+                                  "(kind cifar10) are drawn from the train split: set it, or leave them out of "
+                                  "study.calibration")
             for split in ("train", "test") if uses_train or (data.get("folders") or {}).get("train") else ("test",):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
         self._check_models()

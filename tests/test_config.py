@@ -449,3 +449,19 @@ def test_offline_models_are_the_published_checkpoints_checked_by_full_sha256():
         assert file_digest(path, "sha256") == expected
         with pytest.raises(WeightsError, match="refusing"):
             check_sha256(path, expected[:-1] + ("0" if expected[-1] != "0" else "1"), f"models.{model}.weights")
+
+
+def test_a_cifar10_kind_set_without_a_train_folder_says_which_set_needs_it(base_config):
+    from synthcal.workflow import ConfigError, Study
+
+    config = copy.deepcopy(base_config)
+    del config["data"]["folders"]["train"]
+    config["study"]["methods"] = ["accuracy_aware"]  # the only method offline.yaml defines without config.yaml
+    cifar10_sets = [name for name in config["study"]["calibration"] if config["calibration"][name]["kind"] == "cifar10"]
+    assert cifar10_sets
+    with pytest.raises(ConfigError, match=re.escape(
+            f"data.folders.train is not set, and the study's calibration set(s) {cifar10_sets} (kind cifar10) are "
+            "drawn from the train split: set it, or leave them out of study.calibration")):
+        Study(config)
+    config["study"]["calibration"] = [name for name in config["study"]["calibration"] if name not in cifar10_sets]
+    Study(config)  # a study of the test folder alone needs none
