@@ -225,3 +225,109 @@ def test_a_convolution_whose_patches_do_not_match_its_output_is_refused_by_name(
     with pytest.raises(WeightRoundingError, match=r"^conv_a: its input gives \(5, 5\) patches, its output is "
                                                   r"\(4, 4\): a convolution GPTQ rounding does not read right$"):
         _input_rows(layer, np.zeros((1, 3, 10, 10), np.float32))
+
+
+def _decompressed_weights(integers: np.ndarray, scales: np.ndarray, shape, *, zero_point: bool, reshape: bool):
+    """NNCF's weight decompression by hand: int8 constant → Convert → [Subtract] → Multiply → [Reshape]."""
+    import openvino.opset13 as opset
+
+    flat = (integers.shape[0], integers.size // integers.shape[0])
+    node = opset.convert(opset.constant(integers.reshape(flat if reshape else shape).astype(np.int8)), np.float32)
+    if zero_point:
+        node = opset.subtract(node, opset.constant(np.zeros((flat[0], 1) if reshape else (shape[0], 1, 1, 1),
+                                                            np.float32)))
+    scale_shape = (flat[0], 1) if reshape else (shape[0],) + (1,) * (len(shape) - 1)
+    node = opset.multiply(node, opset.constant(scales.reshape(scale_shape).astype(np.float32)))
+    if reshape:
+        node = opset.reshape(node, opset.constant(np.array(shape, np.int64)), special_zero=False)
+    return node
+
+
+def test_integer_weights_reads_every_decompression_chain_and_skips_float_layers():
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.quantization.weight_rounding import integer_weights
+
+    rng = np.random.default_rng(3)
+    pixels = opset.parameter([1, 3, 6, 6], np.float32)
+    plain = opset.convolution(pixels, rng.normal(size=(4, 3, 1, 1)).astype(np.float32), [1, 1], [0, 0], [0, 0],
+                              [1, 1])  # float weights: not an INT8 layer, and the layers after it still count
+    plain.set_friendly_name("float_conv")
+    found = {}
+    node = plain
+    for name, zero_point, reshape in (("with_zero_point", True, False), ("reshaped", True, True),
+                                      ("plain_chain", False, False)):
+        integers = rng.integers(-127, 128, (4, 4, 1, 1))
+        scales = rng.uniform(0.01, 0.1, 4)
+        node = opset.convolution(node, _decompressed_weights(integers, scales, (4, 4, 1, 1), zero_point=zero_point,
+                                                             reshape=reshape), [1, 1], [0, 0], [0, 0], [1, 1])
+        node.set_friendly_name(name)
+        found[name] = (integers.reshape(4, 4), scales)
+    flat = opset.reshape(node, opset.constant(np.array([1, 144], np.int64)), special_zero=False)
+    integers = rng.integers(-127, 128, (144, 5))  # [in, out]: transpose_b false
+    scales = rng.uniform(0.01, 0.1, 5)
+    decompressed = opset.multiply(opset.convert(opset.constant(integers.astype(np.int8)), np.float32),
+                                  opset.constant(scales.reshape(1, 5).astype(np.float32)))
+    product = opset.matmul(flat, decompressed, transpose_a=False, transpose_b=False)
+    product.set_friendly_name("matmul")
+    held = integer_weights(ov.Model([product], [pixels]))
+    assert sorted(held) == sorted([*found, "matmul"])
+    for name, (expected, expected_scales) in found.items():
+        np.testing.assert_array_equal(held[name][0], expected)
+        np.testing.assert_allclose(held[name][1], expected_scales, rtol=1e-6)
+    np.testing.assert_array_equal(held["matmul"][0], integers.T)  # rows per output, as weight_matrix reads it
+    np.testing.assert_allclose(held["matmul"][1], scales, rtol=1e-6)
+
+
+def test_grid_match_counts_held_integers_over_channels_at_gptqs_scale():
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.quantization.weight_rounding import grid_match
+
+    rng = np.random.default_rng(4)
+    pixels = opset.parameter([1, 3, 6, 6], np.float32)
+    node, expected, scales = pixels, {}, {}
+    for name, inputs in (("a", 3), ("b", 4)):
+        integers = rng.integers(-127, 128, (4, inputs, 1, 1))
+        scale = rng.uniform(0.01, 0.1, 4)
+        node = opset.convolution(node, _decompressed_weights(integers, scale, (4, inputs, 1, 1), zero_point=False,
+                                                             reshape=False), [1, 1], [0, 0], [0, 0], [1, 1])
+        node.set_friendly_name(name)
+        expected[name], scales[name] = integers.reshape(4, inputs), scale.astype(np.float64)
+    model = ov.Model([node], [pixels])
+    assert grid_match(model, expected, scales) == {"share": 1.0, "channels_at_scale_floor": 0}
+    assert grid_match(model, {}, {}) == {"share": 1.0, "channels_at_scale_floor": 0}
+    changed = {name: values.copy() for name, values in expected.items()}
+    changed["a"][0, 0] += 1
+    assert grid_match(model, changed, scales)["share"] == pytest.approx(27 / 28)
+    # a channel whose scale NNCF raised (to its floor) is counted apart, one per layer here: 2 in all
+    floored = {name: values.copy() for name, values in scales.items()}
+    floored["a"][1] *= 1.001
+    floored["b"][2] *= 1.001
+    assert grid_match(model, expected, floored) == {"share": 1.0, "channels_at_scale_floor": 2}
+    assert grid_match(model, changed, floored)["share"] == pytest.approx(20 / 21)
+    # a layer the INT8 model does not hold counts as not matched; the layers after it still count
+    missing = {"absent": np.zeros((2, 5)), **expected}
+    assert grid_match(model, missing, {"absent": np.ones(2), **scales})["share"] == pytest.approx(28 / 38)
+
+
+def test_channel_scales_of_all_zero_rows_are_one_and_low_bits_stay_within_their_levels():
+    from synthcal.quantization.weight_rounding import channel_scales
+
+    np.testing.assert_array_equal(channel_scales(np.array([[0.0, 0.0], [0.0, -2.54], [1.0, 0.5]])),
+                                  [1.0, 0.02, 1 / 127])
+    rng = np.random.default_rng(5)
+    inputs = rng.normal(size=(2000, 12)) @ rng.normal(size=(12, 12))
+    weights = rng.normal(size=(8, 12))
+    for bits in (2, 3):  # errors moved onto few levels push values past them: clipped
+        integers, _ = gptq_round(weights, inputs.T @ inputs, damp=0.01, bits=bits)
+        levels = 2 ** (bits - 1) - 1
+        assert np.abs(integers).max() == levels and integers.min() == -levels
+    # float32 weights or an integer second moment give what float64 gives
+    second_moment = np.round(inputs.T @ inputs).astype(np.int64)
+    exact = gptq_round(weights, second_moment.astype(np.float64), damp=0.05)
+    for other in (gptq_round(weights.astype(np.float32), second_moment.astype(np.float64), damp=0.05),
+                  gptq_round(weights, second_moment, damp=0.05)):
+        np.testing.assert_array_equal(other[0], exact[0])
