@@ -95,6 +95,106 @@ EQUIVALENT: dict[str, str] = {
         "evaluate_ir of fold 0 already recorded the same ir",
     "synthcal.evaluation.evaluate.x_evaluate_crossfold__mutmut_49":
         "evaluate_ir of fold 0 already recorded the same ir",
+    "synthcal.data.x_download__mutmut_49":
+        "response.headers.get is case-insensitive (HTTPMessage): 'content-length' finds Content-Length",
+    "synthcal.data.x_download__mutmut_50":
+        "same: 'CONTENT-LENGTH' finds Content-Length",
+    "synthcal.data.x__batch_to_arrays__mutmut_42":
+        "numpy reads any negative reshape dimension as the unknown one: reshape(-2, ...) == reshape(-1, ...)",
+    "synthcal.data.x__sort_key__mutmut_8":
+        "float('INF') == float('inf')",
+    "synthcal.data.x__to_rgb__mutmut_16":
+        "float64 0..255 integers become a mode F image whose convert('RGB') gives the bytes mode L gives",
+    "synthcal.data.x_crop_views__mutmut_90":
+        "np.asarray of an RGB PIL image is already uint8",
+    "synthcal.data.x_crop_views__mutmut_92":
+        "np.asarray of an RGB PIL image is already uint8",
+    "synthcal.data.x_decode_image__mutmut_30":
+        "the image is RGB after _to_rgb: its array is uint8 already",
+    "synthcal.data.x_decode_image__mutmut_32":
+        "the image is RGB after _to_rgb: its array is uint8 already",
+    "synthcal.data.x__decode_entries__mutmut_1":
+        "worker count only: pool.map decodes every entry and keeps the order",
+    "synthcal.data.x__decode_entries__mutmut_6":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_11":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_12":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_13":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_14":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_18":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_19":
+        "worker count only",
+    "synthcal.data.x__decode_entries__mutmut_20":
+        "worker count only (the else branch is for systems without sched_getaffinity)",
+    "synthcal.data.x__decode_entries__mutmut_21":
+        "worker count only: the executor's default",
+    "synthcal.data.xǁFolderImagesǁ__getitem____mutmut_5":
+        "(start, stop) of a non-slice key are never read",
+    "synthcal.data.xǁFolderImagesǁ__getitem____mutmut_6":
+        "(start, stop) of a non-slice key are never read",
+    "synthcal.data.xǁFolderImagesǁ__getitem____mutmut_7":
+        "(start, stop) of a non-slice key are never read",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_32":
+        "the inner decode bar is disabled: its label is never shown",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_33":
+        "show_progress None disables the inner bar as False does",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_39":
+        "the label of a disabled bar is never shown",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_48":
+        "zip strict: names has exactly one entry per image",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_51":
+        "zip strict: names has exactly one entry per image",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_52":
+        "zip strict: names has exactly one entry per image",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_66":
+        "astype's copy flag on a fresh uint8 array: same values",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_68":
+        "astype's copy flag on a fresh uint8 array: same values",
+    "synthcal.data.xǁFolderImagesǁ_chunks__mutmut_70":
+        "astype's copy flag on a fresh uint8 array: same values",
+    "synthcal.data.xǁFolderImagesǁ__array____mutmut_11":
+        "numpy casts an __array__ result to the requested dtype itself",
+    "synthcal.data.xǁFolderImagesǁ__array____mutmut_13":
+        "astype(None) is float64, which numpy then casts to the requested dtype",
+    "synthcal.data.x__folder_entries__mutmut_19":
+        "inner is never read when there is no archive: the 'does not exist' error follows",
+    "synthcal.data.x__folder_entries__mutmut_36":
+        "inner is str(relative path): it never starts or ends with '/'",
+    "synthcal.data.x_read_image_folder__mutmut_44":
+        "tie-breaker never reached: the sort key already ends with the unique file name",
+    "synthcal.data.x_read_image_folder__mutmut_90":
+        "np.full with the Python int UNLABELLED is int64 already",
+    "synthcal.data.x_read_image_folder__mutmut_93":
+        "np.full with the Python int UNLABELLED is int64 already",
+    "synthcal.data.x_read_image_folder__mutmut_161":
+        "np.full with the Python int UNLABELLED is int64 already",
+    "synthcal.data.x_read_image_folder__mutmut_164":
+        "np.full with the Python int UNLABELLED is int64 already",
+    "synthcal.data.x_read_image_folder__mutmut_137":
+        "zip strict: entries are expanded per view exactly as decoded",
+    "synthcal.data.x_read_image_folder__mutmut_140":
+        "zip strict: entries are expanded per view exactly as decoded",
+    "synthcal.data.x_read_image_folder__mutmut_141":
+        "zip strict: entries are expanded per view exactly as decoded",
+    "synthcal.data.x_dataset_classes__mutmut_8":
+        "the default is only compared with 'folder'",
+    "synthcal.data.x_dataset_classes__mutmut_10":
+        "the default is only compared with 'folder'",
+    "synthcal.data.x_dataset_classes__mutmut_13":
+        "the default is only compared with 'folder'",
+    "synthcal.data.x_dataset_classes__mutmut_14":
+        "the default is only compared with 'folder'",
+    "synthcal.data.x_load_split__mutmut_96":
+        "a list size behaves as the tuple: decode_image unpacks it, the provenance stores a list",
+    "synthcal.data.x_load_split__mutmut_112":
+        "the {} default is only reached when source['limit'] is a dict: never used",
+    "synthcal.data.x_load_split__mutmut_114":
+        "the {} default is only reached when source['limit'] is a dict: never used",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",
