@@ -67,11 +67,11 @@ def write_json(path: str | os.PathLike, obj) -> None:
         tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
-def read_json(path: str | os.PathLike, required: tuple[str, ...] = ()):
-    """A JSON file; with ``required``, an object holding those keys, else a one-line ``ValueError`` naming the file
-    (an intermediate edited by hand)."""
+def read_json(path: str | os.PathLike, required: tuple[str, ...] | None = None):
+    """A JSON file; with ``required`` (a tuple, maybe empty), an object holding those keys, else a one-line
+    ``ValueError`` naming the file (an intermediate edited by hand)."""
     value = json.loads(Path(path).read_text())
-    if required:
+    if required is not None:
         missing = [key for key in required if key not in value] if isinstance(value, dict) else list(required)
         if missing:
             what = f"has no {', '.join(map(repr, missing))}" if isinstance(value, dict) else \

@@ -118,7 +118,7 @@ def summary_table(evaluations: Evaluations, config: dict, timings: dict[str, dic
                 raise ValueError(f"{record['predictions']} does not match {record['metrics']}: re-run the evaluation")
             row.update(paired)
             row["delta_top1"] = metrics["delta_top1"]
-            info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"], ("method",)))
+            info = quantize_infos.setdefault(record["quantize"], read_json(record["quantize"], ()))
             row["quantization_seconds"] = info.get("quantization_seconds")
             row["calibration_kind"] = info.get("calibration_set", {}).get("kind")
             row["calibration_images"] = info.get("calibration_images_available")
