@@ -5,7 +5,14 @@ from snakemake.utils import min_version
 from synthcal.cluster.runguard import guard_run
 from synthcal.configfiles import check_config_files
 from synthcal.models import allow_user_code
-from synthcal.workflow import NAME_PATTERN, Study, default_configfile, runs_no_job, validate_config
+from synthcal.workflow import (
+    NAME_PATTERN,
+    Study,
+    default_configfile,
+    runs_no_job,
+    runs_one_submitted_job,
+    validate_config,
+)
 
 min_version("9.0")
 
@@ -20,7 +27,7 @@ configfile: base_config
 validate_config(config, f"{workflow.basedir}/schemas/config.schema.yaml")  # names first, then the schema
 allow_user_code(not runs_no_job())  # --unlock, --lint: no model factory imported
 study = Study(config)
-if not runs_no_job():
+if not runs_no_job() and not runs_one_submitted_job():
     study.update_manifests()  # user data listed before the DAG: its errors stop the run
 
 

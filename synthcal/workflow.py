@@ -58,6 +58,12 @@ def check_names(config: dict) -> None:
 NO_JOB_OPTIONS = ("--unlock", "--lint", "--cleanup-metadata", "--cm", "--list-rules", "--list-target-rules")
 
 
+def runs_one_submitted_job(argv=None) -> bool:
+    """Whether this Snakemake runs one job an executor submitted (``--target-jobs``, e.g. on a SLURM node): the
+    submitting run listed the user data already; the job's own input functions list what it reads."""
+    return any(arg.split("=", 1)[0] == "--target-jobs" for arg in (sys.argv if argv is None else argv))
+
+
 def runs_no_job(argv=None) -> bool:
     """Whether this Snakemake invocation executes no job and builds no DAG (``--unlock``, ``--lint``, ...): the
     Snakefile then resolves models without importing user code (``synthcal.models.allow_user_code``). Snakemake

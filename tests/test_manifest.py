@@ -175,3 +175,11 @@ def test_walk_refuses_a_link_loop_a_folder_twice_and_a_broken_image_link(tree, t
         image_files(tree)
     with pytest.raises(manifest.ManifestError, match=rf"^data\.folders\.test: {tree}: {message}"):
         manifest.update(tree, tmp_path / "m.json", "data.folders.test", IMAGE_SUFFIXES)
+
+
+def test_a_submitted_job_does_not_list_the_whole_studys_data_again():
+    from synthcal.workflow import runs_one_submitted_job
+
+    assert runs_one_submitted_job(["snakemake", "--target-jobs", "quantize:model=resnet20", "--mode", "remote"])
+    assert runs_one_submitted_job(["snakemake", "--target-jobs=quantize:model=resnet20"])
+    assert not runs_one_submitted_job(["snakemake", "--cores", "2", "results/report/index.html"])
