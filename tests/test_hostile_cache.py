@@ -77,6 +77,23 @@ def test_each_change_rebuilds_what_depends_on_it_and_nothing_else(study, tmp_pat
         os.utime(file)
     assert _planned(workdir, config) == set()
 
+    # another cache folder (nothing is downloaded here): only the report, which quotes the config
+    elsewhere = tmp_path / "cache.yaml"
+    elsewhere.write_text(yaml.safe_dump(yaml.safe_load(config.read_text()) | {"cache_dir": str(tmp_path / "cache")}))
+    assert _planned(workdir, elsewhere) <= {"report", "all"}
+
+    # a class folder replaced by a link to the same images: nothing; a broken image link: refused before the DAG
+    store = tmp_path / "store"
+    store.mkdir()
+    shutil.move(root / "extra" / "cat", store / "cat")
+    (root / "extra" / "cat").symlink_to(store / "cat", target_is_directory=True)
+    assert _planned(workdir, config) == set()
+    (root / "extra" / "dog" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    dry = run_snakemake(workdir, config, args=("-n",))
+    assert dry.returncode != 0
+    assert f"evaluation.sets.extra.path: {root / 'extra'}: dog/gone.png is a broken link" in dry.stdout + dry.stderr
+    (root / "extra" / "dog" / "gone.png").unlink()
+
     # an extra test set's image moved to another class: that set and its evaluations, nothing else
     moved = next((root / "extra" / "cat").glob("*.png"))
     moved.rename(root / "extra" / "dog" / moved.name)
