@@ -126,6 +126,8 @@ def test_second_moments_of_layers_sharing_an_unnamed_input():
         rows = _input_rows(layer, activations).astype(np.float64)
         np.testing.assert_allclose(moments[layer.get_friendly_name()], rows.T @ rows, rtol=1e-5)
     assert sorted(matrix.shape for matrix in moments.values()) == [(3, 3), (27, 27)]
+    black = input_second_moments(model, np.zeros((3, 8, 8, 3), np.uint8))  # no input, no moments: exactly 0
+    assert all(not matrix.any() for matrix in black.values())
 
 
 def test_gptq_on_a_small_exact_case():
@@ -222,6 +224,9 @@ def test_a_convolution_whose_patches_do_not_match_its_output_is_refused_by_name(
     convolution.set_friendly_name("conv_a")
     (layer,) = rounded_layers(ov.Model([convolution], [pixels]))
     assert _input_rows(layer, np.zeros((1, 3, 8, 8), np.float32)).shape == (16, 27)  # 4x4 patches of 3x3x3
+    wide = opset.convolution(pixels, np.ones((4, 3, 1, 3), np.float32), [1, 1], [0, 1], [0, 1], [1, 1])
+    (wide_layer,) = rounded_layers(ov.Model([wide], [pixels]))
+    assert _input_rows(wide_layer, np.zeros((1, 3, 8, 8), np.float32)).shape == (64, 9)  # 1x3 kernels: 3x1x3
     with pytest.raises(WeightRoundingError, match=r"^conv_a: its input gives \(5, 5\) patches, its output is "
                                                   r"\(4, 4\): a convolution GPTQ rounding does not read right$"):
         _input_rows(layer, np.zeros((1, 3, 10, 10), np.float32))
