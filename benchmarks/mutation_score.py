@@ -195,6 +195,66 @@ EQUIVALENT: dict[str, str] = {
         "the {} default is only reached when source['limit'] is a dict: never used",
     "synthcal.data.x_load_split__mutmut_114":
         "the {} default is only reached when source['limit'] is a dict: never used",
+    "synthcal.quantization.weight_rounding.x_rounded_layers__mutmut_35":
+        "OpenVINO's Convolution always reports auto_pad: the default is never read",
+    "synthcal.quantization.weight_rounding.x_rounded_layers__mutmut_37":
+        "OpenVINO's Convolution always reports auto_pad: the default is never read",
+    "synthcal.quantization.weight_rounding.x_rounded_layers__mutmut_41":
+        "OpenVINO's Convolution always reports auto_pad: the default is never read",
+    "synthcal.quantization.weight_rounding.x_rounded_layers__mutmut_45":
+        "OpenVINO's PadType has no 'notset' (older name): never reported",
+    "synthcal.quantization.weight_rounding.x_rounded_layers__mutmut_46":
+        "OpenVINO's PadType has no 'notset' (older name): never reported",
+    "synthcal.quantization.weight_rounding.x__input_rows__mutmut_97":
+        "numpy reads any negative reshape dimension as the unknown one",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_1":
+        "batch size only: the sums over all rows do not depend on the grouping",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_13":
+        "batch size only: the sums over all rows do not depend on the grouping",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_14":
+        "batch size only: the sums over all rows do not depend on the grouping",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_23":
+        "add_outputs names every output it adds: the fallback name is never needed",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_24":
+        "add_outputs names every output it adds: the fallback name is never needed",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_28":
+        "performance hint: speed only",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_30":
+        "'f32' is compile_model's default precision hint",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_31":
+        "performance hint: speed only",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_35":
+        "performance hint: compile_model upper-cases it",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_52":
+        "zip strict: one added output per layer by construction",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_55":
+        "zip strict: one added output per layer by construction",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_56":
+        "zip strict: one added output per layer by construction",
+    "synthcal.quantization.weight_rounding.x_input_second_moments__mutmut_64":
+        "astype(None) is float64",
+    "synthcal.quantization.weight_rounding.x_weight_matrix__mutmut_2":
+        "astype(None) is float64",
+    "synthcal.quantization.weight_rounding.x_weight_matrix__mutmut_19":
+        "numpy reads any negative reshape dimension as the unknown one",
+    "synthcal.quantization.weight_rounding.x_gptq_round__mutmut_10":
+        "its callers pass weight_matrix's float64 matrices: np.array keeps float64",
+    "synthcal.quantization.weight_rounding.x_gptq_round__mutmut_12":
+        "its callers pass weight_matrix's float64 matrices: np.array keeps float64",
+    "synthcal.quantization.weight_rounding.x_gptq_round__mutmut_36":
+        "a dead column is zeroed and isolated in H: its diagonal value moves no error",
+    "synthcal.quantization.weight_rounding.x_gptq_round__mutmut_47":
+        "numpy reads argsort's kind case-insensitively",
+    "synthcal.quantization.weight_rounding.x_integer_weights__mutmut_30":
+        "the chain's int8 node is a Constant, which ends the walk by its type",
+    "synthcal.quantization.weight_rounding.x_integer_weights__mutmut_31":
+        "the chain's int8 node is a Constant, which ends the walk by its type",
+    "synthcal.quantization.weight_rounding.x_integer_weights__mutmut_77":
+        "numpy reads any negative reshape dimension as the unknown one",
+    "synthcal.quantization.weight_rounding.x_grid_match__mutmut_20":
+        "rtol=1e-5 is np.isclose's default",
+    "synthcal.quantization.weight_rounding.x_grid_match__mutmut_21":
+        "atol 1e-8 (the default) is far below the 1e-5 relative tolerance of any weight scale",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

@@ -276,7 +276,10 @@ def test_integer_weights_reads_every_decompression_chain_and_skips_float_layers(
                                   opset.constant(scales.reshape(1, 5).astype(np.float32)))
     product = opset.matmul(flat, decompressed, transpose_a=False, transpose_b=False)
     product.set_friendly_name("matmul")
-    held = integer_weights(ov.Model([product], [pixels]))
+    unscaled = opset.convolution(pixels, opset.convert(opset.constant(np.ones((2, 3, 1, 1), np.int8)), np.float32),
+                                 [1, 1], [0, 0], [0, 0], [1, 1])  # int8 weights without a scale: not NNCF's
+    unscaled.set_friendly_name("unscaled")
+    held = integer_weights(ov.Model([product, unscaled], [pixels]))
     assert sorted(held) == sorted([*found, "matmul"])
     for name, (expected, expected_scales) in found.items():
         np.testing.assert_array_equal(held[name][0], expected)
@@ -314,8 +317,8 @@ def test_grid_match_counts_held_integers_over_channels_at_gptqs_scale():
     assert grid_match(model, expected, floored) == {"share": 1.0, "channels_at_scale_floor": 2}
     assert grid_match(model, changed, floored)["share"] == pytest.approx(20 / 21)
     # a layer the INT8 model does not hold counts as not matched; the layers after it still count
-    missing = {"absent": np.zeros((2, 5)), **expected}
-    assert grid_match(model, missing, {"absent": np.ones(2), **scales})["share"] == pytest.approx(28 / 38)
+    for missing in ({"absent": np.zeros((2, 5)), **expected}, {**expected, "absent": np.zeros((2, 5))}):
+        assert grid_match(model, missing, {"absent": np.ones(2), **scales})["share"] == pytest.approx(28 / 38)
 
 
 def test_channel_scales_of_all_zero_rows_are_one_and_low_bits_stay_within_their_levels():
@@ -326,13 +329,38 @@ def test_channel_scales_of_all_zero_rows_are_one_and_low_bits_stay_within_their_
     rng = np.random.default_rng(5)
     inputs = rng.normal(size=(2000, 12)) @ rng.normal(size=(12, 12))
     weights = rng.normal(size=(8, 12))
-    for bits in (2, 3):  # errors moved onto few levels push values past them: clipped
-        integers, _ = gptq_round(weights, inputs.T @ inputs, damp=0.01, bits=bits)
+    for bits, sign in ((2, 1), (3, 1), (2, -1), (3, -1)):  # errors moved onto few levels push values past them
+        integers, _ = gptq_round(sign * weights, inputs.T @ inputs, damp=0.01, bits=bits)
         levels = 2 ** (bits - 1) - 1
-        assert np.abs(integers).max() == levels and integers.min() == -levels
+        assert integers.max() == levels and integers.min() == -levels
     # float32 weights or an integer second moment give what float64 gives
     second_moment = np.round(inputs.T @ inputs).astype(np.int64)
     exact = gptq_round(weights, second_moment.astype(np.float64), damp=0.05)
     for other in (gptq_round(weights.astype(np.float32), second_moment.astype(np.float64), damp=0.05),
                   gptq_round(weights, second_moment, damp=0.05)):
         np.testing.assert_array_equal(other[0], exact[0])
+
+
+def test_second_moments_of_a_deeper_layer_are_computed_in_float32():
+    """The second convolution reads the first's (non-integer) output: its moments match float64 to 1e-5, which
+    this CPU's default bf16 inference would miss by far."""
+    import openvino as ov
+    import openvino.opset13 as opset
+
+    from synthcal.inference import to_model_input
+    from synthcal.quantization.weight_rounding import input_second_moments
+
+    rng = np.random.default_rng(6)
+    pixels = opset.parameter([-1, 3, 8, 8], np.float32)
+    first = opset.convolution(pixels, (rng.normal(size=(4, 3, 3, 3)) / 7).astype(np.float32), [1, 1], [1, 1],
+                              [1, 1], [1, 1])
+    second = opset.convolution(opset.relu(first), rng.normal(size=(2, 4, 1, 1)).astype(np.float32), [1, 1], [0, 0],
+                               [0, 0], [1, 1])
+    model = ov.Model([second], [pixels])
+    images = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)
+    moments = input_second_moments(model, images)
+    first_layer, second_layer = rounded_layers(model)
+    outputs = _input_rows(first_layer, to_model_input(images).astype(np.float64)) @ weight_matrix(first_layer).T
+    activations = np.maximum(outputs.reshape(6, 8, 8, 4).transpose(0, 3, 1, 2), 0)
+    rows = _input_rows(second_layer, activations)
+    np.testing.assert_allclose(moments[second_layer.get_friendly_name()], rows.T @ rows, rtol=1e-5)
