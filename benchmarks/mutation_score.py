@@ -60,6 +60,16 @@ ALSO_COPY = ["schemas", "config", "config.yaml"]
 
 # Surviving mutants no test can kill: mutmut's name -> why the mutant computes what the original does.
 EQUIVALENT: dict[str, str] = {
+    "synthcal.report.recommendation.x_recommend__mutmut_19":
+        "pandas' groupby reads sort=None as False: groups in study order",
+    "synthcal.report.recommendation.x__best__mutmut_3":
+        "pandas ignores kind when sorting on several columns (a stable lexsort)",
+    "synthcal.report.recommendation.x__best__mutmut_6":
+        "pandas ignores kind when sorting on several columns (a stable lexsort)",
+    "synthcal.report.recommendation.x__best__mutmut_12":
+        "pandas ignores kind when sorting on several columns (a stable lexsort)",
+    "synthcal.report.recommendation.x__best__mutmut_13":
+        "pandas ignores kind when sorting on several columns (a stable lexsort)",
     "synthcal.report.recommendation.x__agrees__mutmut_10": "both sides of every McNemar pair flip: the discordant "
                                                            "counts swap and the two-sided p is symmetric",
     "synthcal.evaluation.evaluate.x_evaluate_from_files__mutmut_4": "extra = None: both branches set extra before "

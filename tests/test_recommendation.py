@@ -244,7 +244,9 @@ def test_large_positive_differences_are_stated_with_their_signs():
     real_row = summary[summary.calibration == "real"].iloc[0]
     assert (overall.real_best_speedup, overall.real_best_float_layers, overall.reference_speedup) == (2.5, 0, 2.5)
     assert overall.reference_delta_top1 == real_row.delta_top1 == overall.real_best_delta_top1 == -0.3
-    assert overall.top1_distinguishable_from_real_best and overall.top1_distinguishable_from_reference
+    for key in ("top1_distinguishable_from_real_best", "top1_distinguishable_from_reference",
+                "distinguishable_from_real_best", "distinguishable_from_reference"):
+        assert not pd.isna(overall[key]) and bool(overall[key]), key  # recorded, and True
     gan_row = summary[(summary.calibration == "gan") & (summary.method == "default")].iloc[0]
     assert gan_row.delta_top1_ci_high > 0
     statement = overall.statement
@@ -260,6 +262,8 @@ def test_large_positive_differences_are_stated_with_their_signs():
     assert f"difference +{top1.estimate * 100:.1f} pp [+{top1.ci_low * 100:.1f}, +{top1.ci_high * 100:.1f}] top-1" in (
         answer(overall.to_dict()))
     # method solo ran on no real set: said, then the best real cell of any method
+    assert solo.statement.startswith("m, test split (400 images), method solo: the best calibration source without "
+                                     "real images is gan (stylegan2): ")
     assert solo.calibration == "gan" and solo.statement.count(" The study did not run method solo on real images. "
                                                               "The best cell calibrated on real images by any "
                                                               "method, real/default, agrees ") == 1
@@ -267,8 +271,8 @@ def test_large_positive_differences_are_stated_with_their_signs():
 
 def test_groups_keep_the_study_order_and_each_quotes_its_own_comparison():
     cells = []
-    for test_set in ("test", "jpeg"):
-        for model, shift in (("m2", 0), ("m1", 3)):
+    for test_set, other in (("test", 0), ("jpeg", 1)):  # the sets' figures differ: a row of the other is seen
+        for model, shift in (("m2", other), ("m1", 3 + other)):
             cells += [_cell(test_set, model, "real", "default", "cifar10", breaks=10 + shift, offset=shift),
                       _cell(test_set, model, "gan", "default", "stylegan2", breaks=20 + 2 * shift, offset=7),
                       _cell(test_set, model, "gan", "aa", "stylegan2", breaks=25 + shift, offset=1)]
@@ -294,6 +298,7 @@ def test_groups_keep_the_study_order_and_each_quotes_its_own_comparison():
                 row.delta_top1_ci_high_vs_reference) == (quoted.delta_agreement, quoted.delta_agreement_ci_low,
                                                          quoted.delta_top1_ci_high)
     lonely = table[(table.model == "synthetic_only") & (table.test_set == "jpeg")].iloc[0]
+    assert lonely.statement.startswith("synthetic_only, test set jpeg (400 images), any method: the best ")
     assert lonely.statement.endswith(" The study ran no cell of synthetic_only calibrated on real images to compare "
                                      "with.")
     nothing = table[(table.model == "real_only") & (table.test_set == "test")]
