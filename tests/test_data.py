@@ -1286,3 +1286,31 @@ def test_load_split_folder_images_must_be_in_class_folders(tmp_path):
     with pytest.raises(DataError, match=_exact(f"data.folders.test: {tmp_path / 'test'}: folders ['(images directly "
                                                f"under the folder)'] are not class names {list(CIFAR10_CLASSES)}")):
         load_split(source, "test", cache_dir=tmp_path)
+
+
+def test_file_names_in_messages_keep_letters_and_escape_control_characters():
+    from synthcal.data import shown_name
+
+    assert shown_name("a\nb\t.png") == "a\\nb\\t.png"
+    assert shown_name("chat_é/ünïcode.png") == "chat_é/ünïcode.png"
+    assert shown_name("bell\x07") == "bell\\x07"
+
+
+def test_a_file_given_as_an_image_folder_and_a_broken_image_link_are_named(tmp_path):
+    from synthcal.data import dataset_classes, image_files, read_image_folder
+
+    plain = tmp_path / "notes.txt"
+    plain.write_text("not images")
+    message = f"{plain} is a file, not a folder of images or a tarball (.tar, .tar.gz) of them"
+    with pytest.raises(DataError, match=_exact(message)):
+        read_image_folder(plain)
+    with pytest.raises(DataError, match=_exact(f"data.folders.test: {message}")):
+        dataset_classes({"source": "folder", "folders": {"test": str(plain)}})
+    tree = tmp_path / "tree"
+    (tree / "cat").mkdir(parents=True)
+    (tree / "cat" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    broken = f"{tree}: cat/gone.png is a broken link (to {tmp_path / 'nowhere.png'})"
+    with pytest.raises(DataError, match=_exact(broken)):
+        image_files(tree)
+    with pytest.raises(DataError, match=_exact(broken)):
+        read_image_folder(tree)
