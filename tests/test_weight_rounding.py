@@ -279,7 +279,11 @@ def test_integer_weights_reads_every_decompression_chain_and_skips_float_layers(
     unscaled = opset.convolution(pixels, opset.convert(opset.constant(np.ones((2, 3, 1, 1), np.int8)), np.float32),
                                  [1, 1], [0, 0], [0, 0], [1, 1])  # int8 weights without a scale: not NNCF's
     unscaled.set_friendly_name("unscaled")
-    held = integer_weights(ov.Model([product, unscaled], [pixels]))
+    scaled_float = opset.convolution(pixels, opset.multiply(opset.constant(np.ones((2, 3, 1, 1), np.float32)),
+                                                            opset.constant(np.full((2, 1, 1, 1), 0.5, np.float32))),
+                                     [1, 1], [0, 0], [0, 0], [1, 1])  # float weights times a scale: not INT8
+    scaled_float.set_friendly_name("scaled_float")
+    held = integer_weights(ov.Model([product, unscaled, scaled_float], [pixels]))
     assert sorted(held) == sorted([*found, "matmul"])
     for name, (expected, expected_scales) in found.items():
         np.testing.assert_array_equal(held[name][0], expected)
