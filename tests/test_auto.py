@@ -242,6 +242,43 @@ def test_the_choice_reads_no_test_image(tmp_path):
     assert all(c["float_layers"] == [] and c["fake_quantize_count"] > 0 for c in info["candidates"])
     chosen = tmp_path / "out/candidates" / info["chosen"]
     assert (tmp_path / "out/int8.bin").read_bytes() == (chosen / "int8.bin").read_bytes()
+    # the record: what ran, with what, and how long each step took (seconds of this run, not clock readings)
+    from synthcal.quantization.nncf_engine import nncf
+
+    assert (info["method"], info["engine"], info["algorithm"], info["config"], info["proxy"]) == (
+        "auto", "nncf", "auto", method, "kl")  # kl: the default proxy
+    assert (info["nncf_version"], info["openvino_version"]) == (nncf.__version__, ov.get_version())
+    for candidate, recipe in zip(info["candidates"], method["candidates"], strict=True):
+        assert candidate["recipe"] == recipe
+        assert candidate["ir"] == str(tmp_path / "out/candidates" / recipe["id"] / "int8.xml")
+        assert 0 < candidate["quantization_seconds"] < 600 and 0 < candidate["proxy_seconds"] < 600
+    assert 0 < info["reference_seconds"] < 600
+
+
+def test_the_choice_refuses_empty_sets_and_the_calibration_images_as_holdout_and_clears_old_candidates(tmp_path):
+    import openvino as ov
+    from conftest import tiny_classifier_model
+
+    from synthcal.quantization.auto import quantize_auto
+
+    ov.save_model(tiny_classifier_model((8, 16)), tmp_path / "fp32.xml")
+    pool = np.random.default_rng(1).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    method = {"algorithm": "auto", "holdout": "h", "candidates": [{"id": "fast"}]}
+    outputs = (tmp_path / "out/int8.xml", tmp_path / "out/quantize.json", tmp_path / "out/candidates")
+    empty = ImageSet(pool[:0], np.zeros(0, np.int64), {"name": "c"})
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto: the calibration set and the holdout set need images "
+                                              r"\(got 0 and 4\)$"):
+        quantize_auto(tmp_path / "fp32.xml", empty, ImageSet(pool[4:], np.arange(4), {}), "auto", method, *outputs)
+    same = ImageSet(pool[:4], np.arange(4), {"name": "c"})
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto\.holdout 'h' holds the same images as"):
+        quantize_auto(tmp_path / "fp32.xml", same, ImageSet(pool[:4], np.arange(4), {"name": "h"}), "auto", method,
+                      *outputs)
+    stale = tmp_path / "out/candidates/old/int8.xml"
+    stale.parent.mkdir(parents=True)
+    stale.write_text("an earlier run's candidate")
+    one = ImageSet(pool[:1], np.arange(1), {"name": "c"})  # one image each is enough
+    info = quantize_auto(tmp_path / "fp32.xml", one, ImageSet(pool[1:2], np.arange(1), {}), "auto", method, *outputs)
+    assert info["chosen"] == "fast" and not stale.exists() and (tmp_path / "out/candidates/fast/int8.xml").exists()
 
 
 @pytest.mark.slow
