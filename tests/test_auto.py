@@ -377,3 +377,42 @@ def test_mirrored_pairs_put_each_images_left_right_mirror_right_after_it():
     for index, image in enumerate(images):
         np.testing.assert_array_equal(pairs[2 * index], image)
         np.testing.assert_array_equal(pairs[2 * index + 1], np.fliplr(image))  # columns (W) reversed
+
+
+ALLOWED = {"preset": ["performance", "mixed"], "overflow_fix": ["enable", "disable", "first_layer_only"],
+           "bias_correction_images": ["all", "fifth"], "fast_bias_correction": [True, False], "augment": ["flip"],
+           "weight_rounding": ["gptq"]}
+
+
+@pytest.mark.parametrize("key", sorted(ALLOWED))
+def test_each_candidate_setting_takes_exactly_its_values(key):
+    for value in ALLOWED[key]:
+        candidate = {"id": "a", key: value} | ({"overflow_fix": "disable"} if key == "weight_rounding" else {})
+        assert candidates_of("auto", {"candidates": [candidate]}) == [candidate]
+    wrong = {"id": "a", key: "other"} | ({"overflow_fix": "disable"} if key == "weight_rounding" else {})
+    with pytest.raises(AutoMethodError, match=rf"^methods\.auto\.candidates\[0\]\.{key} is 'other', not one of "
+                                              rf"{re.escape(str(ALLOWED[key]))}$"):
+        candidates_of("auto", {"candidates": [wrong]})
+
+
+@pytest.mark.parametrize(("candidates", "message"), [
+    (["fast"], "methods.auto.candidates[0] must be a mapping of ['activations_range', 'augment', "),
+    ([{"subset_size": 3}], "methods.auto.candidates[0].id must be a non-empty name of letters, digits, '_' or '-'"),
+    ([{"id": "a b"}], "methods.auto.candidates[0].id must be a non-empty name of letters, digits, '_' or '-'"),
+    ([{"id": "a"}, {"id": "a"}], "methods.auto.candidates[1].id 'a' is used twice"),
+    ([{"id": "g", "weight_rounding": "gptq"}], "methods.auto.candidates[0].weight_rounding needs overflow_fix: "
+                                               "disable (NNCF's default 7-bit first layer would round the weights "
+                                               "again on another grid)"),
+    ([{"id": "g", "gptq_damp": 0.5}], "methods.auto.candidates[0].gptq_damp is set without weight_rounding: gptq"),
+    ([{"id": "a", "subset_size": 0}], "methods.auto.candidates[0].subset_size must be 'all' or a positive number, "
+                                      "got 0"),
+])
+def test_bad_candidates_are_refused_in_one_line(candidates, message):
+    with pytest.raises(AutoMethodError, match="^" + re.escape(message)):
+        candidates_of("auto", {"candidates": candidates})
+
+
+def test_candidate_names_may_hold_underscores_and_dashes():
+    named = [{"id": "full_bc-hist"}, {"id": "g", "weight_rounding": "gptq", "overflow_fix": "disable",
+                                       "gptq_damp": 0.5}]
+    assert candidates_of("auto", {"candidates": named}) == named
