@@ -61,14 +61,19 @@ NO_JOB_OPTIONS = ("--unlock", "--lint", "--cleanup-metadata", "--cm", "--list-ru
 def runs_one_submitted_job(argv=None) -> bool:
     """Whether this Snakemake runs one job an executor submitted (``--target-jobs``, e.g. on a SLURM node): the
     submitting run listed the user data already; the job's own input functions list what it reads."""
-    return any(arg.split("=", 1)[0] == "--target-jobs" for arg in (sys.argv if argv is None else argv))
+    return _has_option(("--target-jobs",), argv)
 
 
 def runs_no_job(argv=None) -> bool:
     """Whether this Snakemake invocation executes no job and builds no DAG (``--unlock``, ``--lint``, ...): the
     Snakefile then resolves models without importing user code (``synthcal.models.allow_user_code``). Snakemake
     parses the Snakefile the same way in every mode, so its command line is the only place that says."""
-    return any(arg.split("=", 1)[0] in NO_JOB_OPTIONS for arg in (sys.argv if argv is None else argv))
+    return _has_option(NO_JOB_OPTIONS, argv)
+
+
+def _has_option(options: tuple[str, ...], argv=None) -> bool:
+    """Whether Snakemake's command line (``argv``, default ``sys.argv``) holds one of ``options`` (or ``option=…``)."""
+    return any(arg.split("=", 1)[0] in options for arg in (sys.argv if argv is None else argv))
 
 
 def default_configfile(snakefile_dir: str | os.PathLike) -> str:
@@ -175,12 +180,11 @@ class Study:
             # the train split only feeds cifar10-kind sets: a study of a test folder alone (ImageNet's val) needs none
             from_train = [name for name in self.calibrations
                           if (self.config.get("calibration") or {}).get(name, {}).get("kind") == "cifar10"]
-            uses_train = bool(from_train)
             if from_train and not (data.get("folders") or {}).get("train"):
                 raise ConfigError(f"data.folders.train is not set, and the study's calibration set(s) {from_train} "
                                   "(kind cifar10) are drawn from the train split: set it, or leave them out of "
                                   "study.calibration")
-            for split in ("train", "test") if uses_train or (data.get("folders") or {}).get("train") else ("test",):
+            for split in ("train", "test") if from_train or (data.get("folders") or {}).get("train") else ("test",):
                 _must_exist((data.get("folders") or {}).get(split), f"data.folders.{split}", archive_ok=True)
         self._check_models()
         for name, spec in (self.config.get("calibration") or {}).items():  # keys of every entry, selected or not
