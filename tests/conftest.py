@@ -64,6 +64,16 @@ def tiny_classifier_model(widths: tuple[int, ...] = (8, 16)):
     return ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
 
 
+def quantizer_ranges(model) -> list:
+    """The FakeQuantize input/output limits of an IR (path or ``ov.Model``), in graph order."""
+    import openvino as ov
+
+    if not isinstance(model, ov.Model):
+        model = ov.Core().read_model(str(model))
+    return [op.input_value(index).get_node().get_data() for op in model.get_ordered_ops()
+            if op.get_type_name() == "FakeQuantize" for index in range(1, 5)]
+
+
 def run_snakemake(workdir: Path, *configs: Path, args: tuple[str, ...] = (), timeout: int = 1500,
                   cores: int = 2) -> subprocess.CompletedProcess:
     """The real ``snakemake`` on the project's Snakefile in ``workdir``, with config.yaml then ``configs``."""

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import yaml
-from conftest import run_snakemake, shared_path
+from conftest import quantizer_ranges, run_snakemake, shared_path
 
 from synthcal.io import ImageSet, read_json, save_npz_deterministic, write_json
 from synthcal.quantization.auto import (
@@ -39,6 +39,10 @@ def test_proxy_prefers_the_candidate_closer_to_fp32():
     # agreement ties break on KL, then on order
     tied = [{"agreement": 0.9, "kl": 0.2}, {"agreement": 0.9, "kl": 0.1}, {"agreement": 0.9, "kl": 0.1}]
     assert choose(tied, "agreement") == 1
+    # where the two proxies disagree, each picks by its own; KL is the default, its ties break on agreement
+    split = [{"agreement": 0.90, "kl": 0.1}, {"agreement": 0.95, "kl": 0.2}]
+    assert (choose(split), choose(split, "kl"), choose(split, "agreement")) == (0, 0, 1)
+    assert choose([{"agreement": 0.8, "kl": 0.1}, {"agreement": 0.9, "kl": 0.1}, {"agreement": 0.9, "kl": 0.1}]) == 1
 
 
 def test_proxy_kl_is_fp32_against_int8_as_scipy_computes_it():
@@ -56,6 +60,11 @@ def test_proxy_kl_is_fp32_against_int8_as_scipy_computes_it():
     assert scores["kl"] == pytest.approx(expected, rel=1e-9) and abs(expected - reverse) > 0.1 * expected
     assert scores["agreement"] == (fp32.argmax(1) == int8.argmax(1)).mean() < 1.0
     assert scores["logit_mse"] == pytest.approx(((fp32 - int8) ** 2).mean(), rel=1e-12)
+    # OpenVINO's float32 logits are scored in float64
+    low = proxy_scores(fp32.astype(np.float32), int8.astype(np.float32))
+    exact = entropy(softmax(fp32.astype(np.float32).astype(np.float64), axis=1),
+                    softmax(int8.astype(np.float32).astype(np.float64), axis=1), axis=1).mean()
+    assert low["kl"] == pytest.approx(exact, rel=1e-12)
     # shifting a row's logits leaves its softmax, and so the KL, as it was
     assert proxy_scores(fp32 + 7.0, int8 - 3.0)["kl"] == pytest.approx(expected, rel=1e-9)
 
@@ -140,6 +149,22 @@ def test_a_holdout_with_the_calibration_images_is_refused_by_content(holdout_ima
         check_holdout_content("auto", method, calibration, holdout, shared)
     partly = ImageSet(np.concatenate([pool[:2], pool[:1] // 2 + 1]), np.arange(3), {"name": "datafree_holdout"})
     check_holdout_content("auto", method, calibration, partly, without_calibration_images(partly, calibration)[1])
+
+
+def test_a_real_holdout_with_the_calibration_images_is_refused_under_its_own_key():
+    pool = np.random.default_rng(1).integers(0, 256, (6, 4, 4, 3), dtype=np.uint8)
+    calibration = ImageSet(pool, np.arange(6), {"name": "cifar10"})
+    holdout = ImageSet(pool[:3], np.arange(3), {"name": "cifar10_holdout"})
+    method = {"algorithm": "auto", "holdout": "datafree_holdout", "real_holdout": "cifar10_holdout"}
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto\.real_holdout 'cifar10_holdout' holds only images "
+                                              r"that are also in calibration\.cifar10 \(3 of 3\), the cell's "
+                                              r"calibration set: the proxy needs images no candidate was calibrated "
+                                              r"on \(another seed or other files\)$"):
+        check_holdout_content("auto", method, calibration, holdout, 3)
+    # the synthetic holdout of the same method is named under holdout
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto\.holdout 'datafree_holdout' "):
+        check_holdout_content("auto", method, calibration, ImageSet(pool[:3], np.arange(3),
+                                                                     {"name": "datafree_holdout"}), 3)
 
 
 def test_default_candidates_are_valid_and_few():
@@ -276,6 +301,9 @@ def test_the_choice_refuses_empty_sets_and_the_calibration_images_as_holdout_and
     stale = tmp_path / "out/candidates/old/int8.xml"
     stale.parent.mkdir(parents=True)
     stale.write_text("an earlier run's candidate")
+    with pytest.raises(AutoMethodError, match=r"^methods\.mine\.candidates\[0\]\.id must be a non-empty name"):
+        quantize_auto(tmp_path / "fp32.xml", same, ImageSet(pool[4:], np.arange(4), {}), "mine",
+                      {"algorithm": "auto", "holdout": "h", "candidates": [{"id": ""}]}, *outputs)
     one = ImageSet(pool[:1], np.arange(1), {"name": "c"})  # one image each is enough
     info = quantize_auto(tmp_path / "fp32.xml", one, ImageSet(pool[1:2], np.arange(1), {}), "auto", method, *outputs)
     assert info["chosen"] == "fast" and not stale.exists() and (tmp_path / "out/candidates/fast/int8.xml").exists()
@@ -332,15 +360,15 @@ def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
     calibration = ImageSet(pool[:150], np.full(150, -1), {"name": "calib"})
     holdout = ImageSet(pool[140:], np.full(30, -1), {"name": "hold"})  # 10 images shared with the calibration set
     method = {"algorithm": "auto", "holdout": "hold", "proxy": "agreement", "candidates": [
-        {"id": "fast", "subset_size": 120},
+        {"id": "fast", "subset_size": 90},
         {"id": "full", "fast_bias_correction": False, "preset": "mixed", "activations_range": "mean_minmax",
          "overflow_fix": "disable", "augment": "flip"},
         {"id": "fifth", "fast_bias_correction": False, "bias_correction_images": "fifth", "subset_size": 1000}]}
     info = quantize_auto(tmp_path / "fp32.xml", calibration, holdout, "auto", method, tmp_path / "out/int8.xml",
                          tmp_path / "out/quantize.json", tmp_path / "out/candidates")
     fast, full, fifth = info["candidates"]
-    assert fast["nncf_arguments"] == {"preset": "performance", "target_device": "CPU", "subset_size": "2",
-                                      "fast_bias_correction": "True", "statistics_images": 120,
+    assert fast["nncf_arguments"] == {"preset": "performance", "target_device": "CPU", "subset_size": "1",
+                                      "fast_bias_correction": "True", "statistics_images": 90,
                                       "statistics_batch": 100, "advanced": {}}
     # 300 images (150 and their mirror images) in 3 items; full bias correction over every item: 3 × 5
     assert full["nncf_arguments"] == {"preset": "mixed", "target_device": "CPU", "subset_size": "15",
@@ -350,6 +378,20 @@ def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
                                               RangeEstimatorParametersSet.MEAN_MINMAX),
                                           "overflow_fix": "disable"}}
     assert fifth["nncf_arguments"]["subset_size"] == "2" and fifth["nncf_arguments"]["statistics_images"] == 150
+    # what NNCF made of them: the ranges of one image per item, given the same settings by hand
+    from synthcal.quantization.auto import mirrored_pairs
+    from synthcal.quantization.nncf_engine import per_image_items
+
+    items = per_image_items(mirrored_pairs(calibration.images), 300, statistics_batch=1)
+    by_hand = nncf.quantize(ov.Core().read_model(tmp_path / "fp32.xml"), nncf.Dataset(items),
+                            preset=nncf.QuantizationPreset.MIXED, subset_size=len(items), fast_bias_correction=False,
+                            advanced_parameters=nncf.AdvancedQuantizationParameters(
+                                activations_range_estimator_params=RangeEstimatorParametersSet.MEAN_MINMAX,
+                                overflow_fix=nncf.OverflowFix.DISABLE))
+    expected = quantizer_ranges(by_hand)
+    assert len(expected) == len(quantizer_ranges(tmp_path / "out/candidates/full/int8.xml")) > 0
+    for got, want in zip(quantizer_ranges(tmp_path / "out/candidates/full/int8.xml"), expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-7)
     assert info["holdout_images"] == 20 and info["holdout_images_left_out"] == 10
     assert info["proxy"] == "agreement" and info["reads_test_images"] is False
     assert info["chosen"] == ["fast", "full", "fifth"][choose([c["proxy"] for c in info["candidates"]], "agreement")]
@@ -366,6 +408,34 @@ def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
                                               r"calibration.calib \(5 of 5\)"):  # nothing left held out
         quantize_auto(tmp_path / "fp32.xml", calibration, ImageSet(pool[:5], np.full(5, -1), {}), "auto", method,
                       tmp_path / "x/int8.xml", tmp_path / "x/quantize.json", tmp_path / "x/candidates")
+
+
+@pytest.mark.parametrize("precision_hint", ["f32", "bf16"])
+def test_the_proxy_scores_logits_computed_at_the_precision_asked_for(tmp_path, precision_hint):
+    """FP32 and every candidate are compiled with the study's precision hint (this CPU would run "FP32" in bf16
+    without one): the recorded scores are those of logits computed so, through the workflow entry."""
+    from types import SimpleNamespace
+
+    import openvino as ov
+    from conftest import tiny_classifier_model
+
+    from synthcal.inference import compile_model, infer_logits
+    from synthcal.io import save_image_set
+    from synthcal.quantization.auto import quantize_auto_from_files
+
+    ov.save_model(tiny_classifier_model((8, 16)), tmp_path / "fp32.xml")
+    pool = np.random.default_rng(3).integers(0, 256, (90, 32, 32, 3), dtype=np.uint8)
+    save_image_set(tmp_path / "calib.npz", pool[:60], None, {"name": "calib"})
+    save_image_set(tmp_path / "holdout.npz", pool[60:], None, {"name": "h"})
+    inputs = SimpleNamespace(xml=str(tmp_path / "fp32.xml"), calibration=str(tmp_path / "calib.npz"),
+                             holdout=str(tmp_path / "holdout.npz"))
+    outputs = SimpleNamespace(xml=str(tmp_path / "out/int8.xml"), info=str(tmp_path / "out/quantize.json"),
+                              candidates=str(tmp_path / "out/candidates"))
+    info = quantize_auto_from_files("auto", {"algorithm": "auto", "holdout": "h", "candidates": [{"id": "only"}]},
+                                    inputs, outputs, precision_hint=precision_hint)
+    fp32, int8 = (infer_logits(compile_model(str(xml), precision_hint), pool[60:])
+                  for xml in (tmp_path / "fp32.xml", tmp_path / "out/int8.xml"))
+    assert info["candidates"][0]["proxy"] == proxy_scores(fp32, int8)
 
 
 def test_mirrored_pairs_put_each_images_left_right_mirror_right_after_it():
@@ -416,3 +486,7 @@ def test_candidate_names_may_hold_underscores_and_dashes():
     named = [{"id": "full_bc-hist"}, {"id": "g", "weight_rounding": "gptq", "overflow_fix": "disable",
                                        "gptq_damp": 0.5}]
     assert candidates_of("auto", {"candidates": named}) == named
+    assert candidates_of("auto", {"candidates": [{"id": "_"}, {"id": "-"}, {"id": "été_2"}]})[0] == {"id": "_"}
+    for bad in ("a b", "a/b", "a.b", "-\n"):
+        with pytest.raises(AutoMethodError, match=r"candidates\[0\]\.id must be a non-empty name"):
+            candidates_of("auto", {"candidates": [{"id": bad}]})

@@ -9,13 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import TinyClassifier
+from conftest import TinyClassifier, quantizer_ranges
 
 from synthcal.inference import batch_within
 from synthcal.io import UNLABELLED, ImageSet, read_json
 from synthcal.quantization.nncf_engine import (
     STATISTICS_BATCH,
     STATISTICS_PIXELS,
+    QuantizationError,
     calibration_items,
     nncf_arguments,
     quantize_model,
@@ -41,15 +42,6 @@ def fp32_xml(tmp_path_factory):
 def calibration() -> ImageSet:
     images = np.random.default_rng(0).integers(0, 256, (250, 32, 32, 3), dtype=np.uint8)
     return ImageSet(images, np.full(len(images), UNLABELLED), {"name": "noise"})
-
-
-def quantizer_ranges(xml) -> list[np.ndarray]:
-    """The FakeQuantize input/output limits, in graph order."""
-    import openvino as ov
-
-    model = ov.Core().read_model(str(xml))
-    return [op.input_value(index).get_node().get_data() for op in model.get_ordered_ops()
-            if op.get_type_name() == "FakeQuantize" for index in range(1, 5)]
 
 
 def test_subset_counts_images_in_batches_of_per_image_statistics(calibration):
@@ -190,12 +182,15 @@ def test_bad_methods_and_sets_are_refused_before_nncf(fp32_xml, calibration, tmp
     assert not (tmp_path / "int8.xml").exists() and not (tmp_path / "q.json").exists()
 
 
-def test_accuracy_aware_records_its_validation(fp32_xml, calibration, tmp_path):
+def test_accuracy_aware_records_its_validation(fp32_xml, calibration, tmp_path, caplog):
     """A loose max_drop (nothing to revert): what was validated on and the drop NNCF was held to, as recorded."""
     labelled = ImageSet(calibration.images[:30], np.arange(30) % 10, {"name": "labelled"})
     method = {"algorithm": "accuracy_aware", "validation": "auto", "validation_count": 50, "max_drop": 0.9,
               "drop_type": "relative", "max_num_iterations": 1}
-    info = quantize_model(fp32_xml, labelled, "aa", method, tmp_path / "int8.xml", tmp_path / "q.json")
+    with caplog.at_level("WARNING", logger="synthcal.quantization.nncf_engine"):
+        info = quantize_model(fp32_xml, labelled, "aa", method, tmp_path / "int8.xml", tmp_path / "q.json")
+    assert [record.getMessage() for record in caplog.records if record.name == "synthcal.quantization.nncf_engine"
+            ] == ["methods.aa.validation_count = 50 but the calibration set has 30 images: validating on all 30"]
     control = read_json(tmp_path / "q.json")["accuracy_control"]
     assert {key: control[key] for key in ("validation", "validation_images", "max_drop", "drop_type")} == {
         "validation": "labels", "validation_images": 30, "max_drop": 0.9, "drop_type": "relative"}
@@ -210,6 +205,51 @@ def test_accuracy_aware_records_its_validation(fp32_xml, calibration, tmp_path):
     assert (control["validation"], control["validation_images"], control["baseline_metric"]) == ("agreement", 20, 1.0)
     assert control["drop_type"] == "absolute" and control["metric_drop"] == pytest.approx(1.0 - control[
         "final_metric"]) and "validation_count_capped" not in info
+
+
+def test_accuracy_aware_validates_on_labels_unless_told_otherwise(fp32_xml, calibration, tmp_path):
+    unlabelled = ImageSet(calibration.images[:10], calibration.labels[:10], {})
+    with pytest.raises(QuantizationError, match=r"^methods\.aa\.validation is 'labels' but the calibration set has "
+                                                r"no labels; use 'agreement' \(top-1 agreement with the FP32 model\) "
+                                                r"for unlabelled sets$"):
+        quantize_model(fp32_xml, unlabelled, "aa", {"algorithm": "accuracy_aware"},
+                       tmp_path / "int8.xml", tmp_path / "q.json")
+
+
+def test_accuracy_control_gets_the_methods_settings(fp32_xml, calibration, tmp_path):
+    """Every setting of an accuracy-aware entry reaches NNCF: with nothing to revert its model is the default
+    algorithm's under the same settings, constant for constant; the restorer's settings show in NNCF's log."""
+    import openvino as ov
+
+    from synthcal.inference import compile_model, infer_logits
+
+    def constants(xml):
+        return [op.get_data() for op in ov.Core().read_model(str(xml)).get_ordered_ops()
+                if op.get_type_name() == "Constant"]
+
+    sixty = ImageSet(calibration.images[:60], calibration.labels[:60], {})
+    settings = {"subset_size": 30, "advanced": {"disable_bias_correction": True}}
+    loose = {"algorithm": "accuracy_aware", "validation": "agreement", "max_drop": 0.05} | settings
+    info = quantize_model(fp32_xml, sixty, "aa", loose, tmp_path / "aa/int8.xml", tmp_path / "aa/q.json")
+    # INT8 agrees with FP32 on 58 of 60 here: within 0.05, beyond NNCF's default max_drop of 0.01
+    assert info["float_layers"] == [] and 0.95 <= info["accuracy_control"]["final_metric"] < 1.0
+    quantize_model(fp32_xml, sixty, "default", {"algorithm": "default"} | settings, tmp_path / "d/int8.xml",
+                   tmp_path / "d/q.json", statistics_batch=1)
+    aa, default = constants(tmp_path / "aa/int8.xml"), constants(tmp_path / "d/int8.xml")
+    assert len(aa) == len(default) and all(np.array_equal(a, b) for a, b in zip(aa, default, strict=True))
+    # no drop allowed, one iteration, two ranking workers: the classifier goes back to float, and NNCF says why
+    strict = {"algorithm": "accuracy_aware", "validation": "agreement", "max_drop": 0.0, "max_num_iterations": 1,
+              "num_ranking_workers": 2, "validation_count": 60}
+    info = quantize_model(fp32_xml, sixty, "aa", strict, tmp_path / "s/int8.xml", tmp_path / "s/q.json")
+    control = info["accuracy_control"]
+    assert info["float_layers"] == ["__module.fc/aten::linear/MatMul"] and "validation_count_capped" not in info
+    log = control["nncf_log"]
+    assert log[0] == "Validation of initial model was started" and "Metric of initial model: 1.0" in log
+    assert "Number of parallel workers to rank quantized operations: 2" in log
+    assert "Maximum number of iteration was reached." in log
+    fp32, int8 = (infer_logits(compile_model(str(xml), "f32"), sixty.images).argmax(1)
+                  for xml in (fp32_xml, tmp_path / "s/int8.xml"))
+    assert control["baseline_metric"] == 1.0 and control["final_metric"] == (fp32 == int8).mean()
 
 
 def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_path):

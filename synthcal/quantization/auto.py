@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 from pathlib import Path
@@ -91,7 +92,7 @@ def candidates_of(method_name: str, method: dict) -> list[dict]:
         if unknown:
             raise AutoMethodError(f"{where} has unknown key(s) {unknown}; allowed: {sorted(CANDIDATE_KEYS)}")
         identifier = str(candidate.get("id", ""))
-        if not identifier or not identifier.replace("_", "").replace("-", "").isalnum():
+        if not re.fullmatch(r"[\w-]+", identifier):
             raise AutoMethodError(f"{where}.id must be a non-empty name of letters, digits, '_' or '-'")
         if identifier in seen:
             raise AutoMethodError(f"{where}.id {identifier!r} is used twice")
