@@ -273,6 +273,34 @@ EQUIVALENT: dict[str, str] = {
         "a list of Python bools is a bool array; an empty holdout returns before the mask is used",
     "synthcal.quantization.auto.x_mirrored_pairs__mutmut_12":
         "numpy reads any negative reshape dimension as the unknown one",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_48":
+        "images[:None] is every image, as the else branch gives",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_79":
+        "targets has one entry per validation image by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_82":
+        "targets has one entry per validation image by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_88":
+        "targets has one entry per validation image by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_92":
+        "the validation batch size: each image's result is the same in a batch of 100 or 101",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_110":
+        "astype(None) is float64, as astype(float)",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_162":
+        "validate returns a float and per-image floats: NNCF ranks in metric mode on raw "
+        "items and never calls the validation set's transform",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_164":
+        "validate returns a float and per-image floats: NNCF ranks in metric mode on raw "
+        "items and never calls the validation set's transform",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_165":
+        "validate returns a float and per-image floats: NNCF ranks in metric mode on raw "
+        "items and never calls the validation set's transform",
+    "synthcal.quantization.nncf_engine.x__quantize_with_accuracy_control__mutmut_166":
+        "validate returns a float and per-image floats: NNCF ranks in metric mode on raw "
+        "items and never calls the validation set's transform",
+    "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_46":
+        "fold 0's record goes to scratch, then the same dict is written to info_path right after",
+    "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_48":
+        "the other folds' records are read for their seconds only",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

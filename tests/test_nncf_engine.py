@@ -4,6 +4,7 @@ images; ``batch_size`` > 1 keeps NNCF's own batch semantics. Speed is benchmarks
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -237,12 +238,15 @@ def test_accuracy_control_gets_the_methods_settings(fp32_xml, calibration, tmp_p
                    tmp_path / "d/q.json", statistics_batch=1)
     aa, default = constants(tmp_path / "aa/int8.xml"), constants(tmp_path / "d/int8.xml")
     assert len(aa) == len(default) and all(np.array_equal(a, b) for a, b in zip(aa, default, strict=True))
-    # no drop allowed, one iteration, two ranking workers: the classifier goes back to float, and NNCF says why
-    strict = {"algorithm": "accuracy_aware", "validation": "agreement", "max_drop": 0.0, "max_num_iterations": 1,
+    # the default max_drop (0.02), one iteration, two ranking workers: the classifier goes back to float, and NNCF
+    # says why
+    strict = {"algorithm": "accuracy_aware", "validation": "agreement", "max_num_iterations": 1,
               "num_ranking_workers": 2, "validation_count": 60}
     info = quantize_model(fp32_xml, sixty, "aa", strict, tmp_path / "s/int8.xml", tmp_path / "s/q.json")
     control = info["accuracy_control"]
     assert info["float_layers"] == ["__module.fc/aten::linear/MatMul"] and "validation_count_capped" not in info
+    assert control["max_drop"] == 0.02 and control["drop_type"] == "absolute"
+    assert not [handler for handler in logging.getLogger("nncf").handlers if type(handler).__name__ == "_CapturedLog"]
     log = control["nncf_log"]
     assert log[0] == "Validation of initial model was started" and "Metric of initial model: 1.0" in log
     assert "Number of parallel workers to rank quantized operations: 2" in log
@@ -250,6 +254,45 @@ def test_accuracy_control_gets_the_methods_settings(fp32_xml, calibration, tmp_p
     fp32, int8 = (infer_logits(compile_model(str(xml), "f32"), sixty.images).argmax(1)
                   for xml in (fp32_xml, tmp_path / "s/int8.xml"))
     assert control["baseline_metric"] == 1.0 and control["final_metric"] == (fp32 == int8).mean()
+
+
+def test_metric_drop_is_absolute_or_relative_to_the_baseline():
+    from synthcal.quantization.nncf_engine import metric_drop
+
+    assert metric_drop(0.8, 0.6, "absolute") == pytest.approx(0.2)
+    assert metric_drop(0.8, 0.6, "relative") == pytest.approx(0.25)
+    assert metric_drop(0.5, 0.6, "relative") == pytest.approx(-0.2)  # INT8 better: a negative drop
+    with pytest.raises(ValueError, match="drop_type must be absolute or relative, got 'percent'"):
+        metric_drop(0.8, 0.6, "percent")
+
+
+@pytest.mark.parametrize("precision_hint", ["f32", "bf16"])
+def test_accuracy_aware_validates_at_the_precision_asked_for(tmp_path, calibration, precision_hint):
+    """Two classes whose logits tie but for 1e-3 of a feature direction, split at its median over the images: f32
+    picks each on half the images, this CPU's bf16 picks class 0 on all. FP32's agreement with its own targets is
+    1.0 only if targets and baseline are computed at the one precision asked for."""
+    import openvino as ov
+
+    from synthcal.inference import compile_model, infer_logits, to_model_input
+
+    sixty = ImageSet(calibration.images[:60], calibration.labels[:60], {})
+    torch.manual_seed(0)
+    network = TinyClassifier((8, 16)).eval()
+    with torch.no_grad():
+        direction = torch.randn_like(network.fc.weight[0])
+        along = network.forward_features(torch.from_numpy(to_model_input(sixty.images))) @ direction
+        network.fc.weight[1] = network.fc.weight[0] + 1e-3 * direction
+        network.fc.bias[1] = network.fc.bias[0] - 1e-3 * along.median()
+        network.fc.bias[:2] += 10.0  # classes 0 and 1 lead every image
+    model = ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
+    ov.save_model(model, tmp_path / "fp32.xml", compress_to_fp16=False)
+    method = {"algorithm": "accuracy_aware", "validation": "agreement", "max_drop": 1.0}
+    info = quantize_model(tmp_path / "fp32.xml", sixty, "aa", method, tmp_path / "int8.xml", tmp_path / "q.json",
+                          precision_hint=precision_hint)
+    control = info["accuracy_control"]
+    targets, int8 = (infer_logits(compile_model(str(xml), precision_hint), sixty.images).argmax(1)
+                     for xml in (tmp_path / "fp32.xml", tmp_path / "int8.xml"))
+    assert control["baseline_metric"] == 1.0 and control["final_metric"] == (targets == int8).mean()
 
 
 def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_path):
@@ -274,6 +317,20 @@ def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_p
     assert written["fold_models"] == info["fold_models"] and written["folds"] == 3
     assert written["quantization_seconds"] == info["quantization_seconds"]
     assert info["calibration_images_available"] == 36 and info["calibration_set"]["fold"] == 0
+    assert info["method"] == "default" and written["method"] == "default"
+    # options reach every fold's quantization
+    from synthcal.quantization.nncf_engine import quantize_crossfold
+
+    two = ImageSet(calibration.images[:20], np.arange(20) % 10, {"name": "cf", "folds": 2})
+    one_each = quantize_crossfold(fp32_xml, two, "default", METHOD, tmp_path / "one/int8.xml",
+                                  tmp_path / "one/quantize.json", statistics_batch=1)
+    assert one_each["calibration_batch_size"] == 1
+    # fold 0 is quantized last: if it fails, no quantize.json says the cell is done
+    only_class_0 = ImageSet(calibration.images[:10], np.zeros(10, np.int64), {"name": "cf", "folds": 2})
+    with pytest.raises(QuantizationError, match="the calibration set is empty"):
+        quantize_crossfold(fp32_xml, only_class_0, "default", METHOD, tmp_path / "fail/int8.xml",
+                           tmp_path / "fail/quantize.json")
+    assert (tmp_path / "fail/folds/1/int8.xml").exists() and not (tmp_path / "fail/quantize.json").exists()
     # an ordinary set (no folds) goes straight to quantize_model
     save_image_set(tmp_path / "plain.npz", calibration.images[:20], None, {"name": "plain"})
     plain = quantize_from_files("default", METHOD, SimpleNamespace(xml=fp32_xml, calibration=tmp_path / "plain.npz"),

@@ -263,10 +263,17 @@ def _quantize_with_accuracy_control(model, calibration: ImageSet, calibration_da
     info["accuracy_control"] = {
         "validation": validation, "validation_images": len(items), "max_drop": method.get("max_drop", 0.02),
         "drop_type": drop_type.value, "baseline_metric": baseline, "final_metric": final,
-        "metric_drop": baseline - final if drop_type == nncf.DropType.ABSOLUTE else (baseline - final) / baseline,
+        "metric_drop": metric_drop(baseline, final, drop_type.value),
         "nncf_log": captured.lines,
     }
     return quantized
+
+
+def metric_drop(baseline: float, final: float, drop_type: str) -> float:
+    """The drop NNCF holds to ``max_drop``: ``absolute`` baseline − final, ``relative`` that over the baseline."""
+    if drop_type not in ("absolute", "relative"):
+        raise ValueError(f"drop_type must be absolute or relative, got {drop_type!r}")
+    return baseline - final if drop_type == "absolute" else (baseline - final) / baseline
 
 
 class _CapturedLog(logging.Handler):
