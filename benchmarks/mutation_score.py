@@ -301,6 +301,18 @@ EQUIVALENT: dict[str, str] = {
         "fold 0's record goes to scratch, then the same dict is written to info_path right after",
     "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_48":
         "the other folds' records are read for their seconds only",
+    "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_77":
+        "infos has one record per fold by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_80":
+        "infos has one record per fold by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x_quantize_crossfold__mutmut_93":
+        "infos has one record per fold by construction: zip's strictness never acts",
+    "synthcal.quantization.nncf_engine.x_quantize_from_files__mutmut_5":
+        "memory only: the same images, read whole instead of an item at a time",
+    "synthcal.quantization.nncf_engine.x_quantize_from_files__mutmut_7":
+        "memory only: the same images, read whole instead of an item at a time",
+    "synthcal.quantization.nncf_engine.x_quantize_from_files__mutmut_8":
+        "memory only: the same images, read whole instead of an item at a time",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

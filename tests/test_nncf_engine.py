@@ -270,10 +270,14 @@ def test_metric_drop_is_absolute_or_relative_to_the_baseline():
 def test_accuracy_aware_validates_at_the_precision_asked_for(tmp_path, calibration, precision_hint):
     """Two classes whose logits tie but for 1e-3 of a feature direction, split at its median over the images: f32
     picks each on half the images, this CPU's bf16 picks class 0 on all. FP32's agreement with its own targets is
-    1.0 only if targets and baseline are computed at the one precision asked for."""
+    1.0 only if targets and baseline are computed at the one precision asked for (through the workflow entry)."""
+    from types import SimpleNamespace
+
     import openvino as ov
 
     from synthcal.inference import compile_model, infer_logits, to_model_input
+    from synthcal.io import save_image_set
+    from synthcal.quantization.nncf_engine import quantize_from_files
 
     sixty = ImageSet(calibration.images[:60], calibration.labels[:60], {})
     torch.manual_seed(0)
@@ -286,9 +290,12 @@ def test_accuracy_aware_validates_at_the_precision_asked_for(tmp_path, calibrati
         network.fc.bias[:2] += 10.0  # classes 0 and 1 lead every image
     model = ov.convert_model(network, example_input=torch.zeros(1, 3, 32, 32), input=[-1, 3, 32, 32])
     ov.save_model(model, tmp_path / "fp32.xml", compress_to_fp16=False)
+    save_image_set(tmp_path / "sixty.npz", sixty.images, None, {})
     method = {"algorithm": "accuracy_aware", "validation": "agreement", "max_drop": 1.0}
-    info = quantize_model(tmp_path / "fp32.xml", sixty, "aa", method, tmp_path / "int8.xml", tmp_path / "q.json",
-                          precision_hint=precision_hint)
+    options = {"precision_hint": precision_hint} if precision_hint != "f32" else {}  # f32: the entry's default
+    info = quantize_from_files("aa", method, SimpleNamespace(xml=tmp_path / "fp32.xml", calibration=tmp_path /
+                                                             "sixty.npz"),
+                               SimpleNamespace(xml=tmp_path / "int8.xml", info=tmp_path / "q.json"), **options)
     control = info["accuracy_control"]
     targets, int8 = (infer_logits(compile_model(str(xml), precision_hint), sixty.images).argmax(1)
                      for xml in (tmp_path / "fp32.xml", tmp_path / "int8.xml"))
@@ -335,7 +342,7 @@ def test_a_crossfold_cell_writes_one_model_per_fold(fp32_xml, calibration, tmp_p
     save_image_set(tmp_path / "plain.npz", calibration.images[:20], None, {"name": "plain"})
     plain = quantize_from_files("default", METHOD, SimpleNamespace(xml=fp32_xml, calibration=tmp_path / "plain.npz"),
                                 SimpleNamespace(xml=tmp_path / "p/int8.xml", info=tmp_path / "p/quantize.json"))
-    assert "fold_models" not in plain and plain["calibration_images_available"] == 20
+    assert "fold_models" not in plain and plain["calibration_images_available"] == 20 and plain["method"] == "default"
 
 
 def test_a_set_on_disk_is_read_an_item_at_a_time_with_the_same_result(fp32_xml, calibration, tmp_path):
