@@ -67,6 +67,33 @@ def test_statistics_items_hold_at_most_a_fixed_number_of_pixels():
     assert batch_within(100, 32, 32, STATISTICS_PIXELS) == 100 and batch_within(100, 2000, 2000, 10) == 1
 
 
+def test_non_square_items_count_both_sides_and_read_past_the_end_is_an_index_error():
+    from synthcal.quantization.nncf_engine import per_image_items
+
+    items = per_image_items(np.zeros((70, 64, 32, 3), np.uint8), 70)  # 2,048 pixels an image: 50 an item
+    assert items.per_item == 50 and [item.shape for item in items] == [(50, 3, 64, 32), (20, 3, 64, 32)]
+    with pytest.raises(IndexError, match="^2$"):
+        items[2]
+
+
+def test_ignored_scope_and_advanced_settings_become_nncfs_objects():
+    from synthcal.quantization.nncf_engine import _advanced_parameters, _ignored_scope, nncf
+
+    spec = {"names": ["conv1"], "types": ["MatMul"], "patterns": ["fc.*"], "validate": False}
+    assert _ignored_scope(spec) == nncf.IgnoredScope(names=["conv1"], types=["MatMul"], patterns=["fc.*"],
+                                                     validate=False)
+    assert _ignored_scope({"types": ["MatMul"]}) == nncf.IgnoredScope(names=[], types=["MatMul"], patterns=[],
+                                                                      validate=True)
+    assert _ignored_scope({}) is None and _ignored_scope(None) is None
+    assert _advanced_parameters(None) is None and _advanced_parameters({}) is None
+    given = {"overflow_fix": "disable", "disable_bias_correction": True}
+    assert _advanced_parameters(given) == nncf.AdvancedQuantizationParameters(
+        overflow_fix=nncf.OverflowFix.DISABLE, disable_bias_correction=True)
+    assert given == {"overflow_fix": "disable", "disable_bias_correction": True}  # the entry is left as it was
+    assert _advanced_parameters(None, per_image_statistics=True) == nncf.AdvancedQuantizationParameters(
+        batchwise_statistics=True)
+
+
 def test_batched_default_gives_the_ranges_of_one_image_per_item(fp32_xml, calibration, tmp_path):
     ranges = {}
     for label, statistics_batch in {"one": 1, "batched": STATISTICS_BATCH}.items():
