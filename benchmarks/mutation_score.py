@@ -313,6 +313,20 @@ EQUIVALENT: dict[str, str] = {
         "memory only: the same images, read whole instead of an item at a time",
     "synthcal.quantization.nncf_engine.x_quantize_from_files__mutmut_8":
         "memory only: the same images, read whole instead of an item at a time",
+    "synthcal.quantization.nncf_engine.x_nncf_arguments__mutmut_23":
+        "'cpu'.upper() is 'CPU'",
+    "synthcal.quantization.nncf_engine.x_nncf_arguments__mutmut_34":
+        "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_nncf_arguments__mutmut_36":
+        "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_calibration_items__mutmut_38":
+        "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_calibration_items__mutmut_40":
+        "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_calibration_items__mutmut_71":
+        "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_calibration_items__mutmut_73":
+        "_subset_size reads None as 'all'",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

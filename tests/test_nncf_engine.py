@@ -57,6 +57,22 @@ def test_subset_counts_images_in_batches_of_per_image_statistics(calibration):
     # accuracy-aware search is path-dependent: it keeps one image per item, as before
     items, subset, info = calibration_items(calibration.images, METHOD | {"algorithm": "accuracy_aware"})
     assert len(items) == subset == len(calibration) and info["calibration_batch_size"] == 1
+    # a bare entry is the default algorithm on every image; whole records of each path
+    images = calibration.images[:10]
+    items, subset, info = calibration_items(images, {}, statistics_batch=4)
+    assert [len(item) for item in items] == [4, 4, 2] and subset == 3
+    assert info == {"calibration_batch_size": 4, "per_image_statistics": True, "calibration_samples_used": 10,
+                    "subset_semantics": "the first subset_size images, statistics per image; 'all' = whole set "
+                                        "as POT did"}
+    items, subset, info = calibration_items(images, {}, statistics_batch=2)
+    assert [len(item) for item in items] == [2] * 5 and subset == 5 and info["calibration_batch_size"] == 2
+    items, subset, info = calibration_items(images, {"batch_size": 2})
+    assert [len(item) for item in items] == [2] * 5 and subset == 5
+    assert info == {"calibration_batch_size": 2, "per_image_statistics": False, "calibration_samples_used": 10,
+                    "subset_semantics": "items of calibration_batch_size images; 'all' = whole set as POT did"}
+    items, subset, info = calibration_items(images, {"batch_size": 1}, statistics_batch=1)
+    assert len(items) == subset == 10 and info["per_image_statistics"] and info["subset_semantics"].startswith(
+        "items of calibration_batch_size images")
 
 
 def test_statistics_items_hold_at_most_a_fixed_number_of_pixels():
@@ -112,8 +128,10 @@ def test_whole_batches_give_other_ranges(fp32_xml, calibration, tmp_path):
     """NNCF's own batch semantics (a statistic per batch) is what ``batch_size`` still asks for: other ranges."""
     quantize_model(fp32_xml, calibration, "default", METHOD, tmp_path / "one" / "int8.xml",
                    tmp_path / "one" / "quantize.json")
-    quantize_model(fp32_xml, calibration, "default", METHOD | {"batch_size": 125}, tmp_path / "125" / "int8.xml",
-                   tmp_path / "125" / "quantize.json")
+    bare = {key: value for key, value in METHOD.items() if key != "algorithm"}  # the default algorithm
+    info = quantize_model(fp32_xml, calibration, "default", bare | {"batch_size": 125},
+                          tmp_path / "125" / "int8.xml", tmp_path / "125" / "quantize.json")
+    assert info["algorithm"] == "default"
     one, whole = quantizer_ranges(tmp_path / "one" / "int8.xml"), quantizer_ranges(tmp_path / "125" / "int8.xml")
     assert any(not np.array_equal(a, b) for a, b in zip(one, whole, strict=True))
 
