@@ -327,6 +327,12 @@ EQUIVALENT: dict[str, str] = {
         "_subset_size reads None as 'all'",
     "synthcal.quantization.nncf_engine.x_calibration_items__mutmut_73":
         "_subset_size reads None as 'all'",
+    "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_63":
+        "subset_items is always given here: nncf_arguments never reads num_items",
+    "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_66":
+        "subset_items is always given here: nncf_arguments never reads num_items",
+    "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_79":
+        "batchwise statistics of one-image items are the statistics of each image",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

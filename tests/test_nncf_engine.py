@@ -5,6 +5,7 @@ images; ``batch_size`` > 1 keeps NNCF's own batch semantics. Speed is benchmarks
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -111,17 +112,41 @@ def test_ignored_scope_and_advanced_settings_become_nncfs_objects():
 
 
 def test_batched_default_gives_the_ranges_of_one_image_per_item(fp32_xml, calibration, tmp_path):
-    ranges = {}
-    for label, statistics_batch in {"one": 1, "batched": STATISTICS_BATCH}.items():
+    """The first 130 of 250 images, one, two or 100 an item: the same ranges; NNCF's subset counts items."""
+    ranges, subsets = {}, {}
+    for label, statistics_batch in {"one": 1, "two": 2, "batched": STATISTICS_BATCH}.items():
         xml = tmp_path / label / "int8.xml"
-        info = quantize_model(fp32_xml, calibration, "default", METHOD, xml, tmp_path / label / "quantize.json",
-                              statistics_batch=statistics_batch)
-        assert info["fake_quantize_count"] > 0 and info["calibration_samples_used"] == len(calibration)
-        ranges[label] = quantizer_ranges(xml)
-    assert read_json(tmp_path / "batched" / "quantize.json")["calibration_batch_size"] == STATISTICS_BATCH
-    assert len(ranges["one"]) == len(ranges["batched"]) > 0
-    for one, batched in zip(ranges["one"], ranges["batched"], strict=True):
+        info = quantize_model(fp32_xml, calibration, "default", METHOD | {"subset_size": 130}, xml,
+                              tmp_path / label / "quantize.json", statistics_batch=statistics_batch)
+        assert info["fake_quantize_count"] > 0 and info["calibration_samples_used"] == 130
+        assert read_json(tmp_path / label / "quantize.json")["calibration_batch_size"] == statistics_batch
+        ranges[label], subsets[label] = quantizer_ranges(xml), info["nncf_arguments"]["subset_size"]
+    assert subsets == {"one": "130", "two": "65", "batched": "2"}
+    assert len(ranges["one"]) == len(ranges["two"]) == len(ranges["batched"]) > 0
+    for one, two, batched in zip(ranges["one"], ranges["two"], ranges["batched"], strict=True):
+        np.testing.assert_array_equal(one, two)
         np.testing.assert_array_equal(one, batched)
+
+
+def test_an_ir_with_a_fixed_batch_of_one_is_fed_an_image_per_item(calibration, tmp_path):
+    import openvino as ov
+
+    torch.manual_seed(0)
+    network = TinyClassifier((8,)).eval()
+    for batch in (1, 2):
+        model = ov.convert_model(network, example_input=torch.zeros(batch, 3, 32, 32), input=[batch, 3, 32, 32])
+        ov.save_model(model, tmp_path / f"batch{batch}.xml", compress_to_fp16=False)
+    twenty = ImageSet(calibration.images[:20], calibration.labels[:20], {})
+    info = quantize_model(tmp_path / "batch1.xml", twenty, "default", METHOD, tmp_path / "int8.xml",
+                          tmp_path / "q.json")
+    assert info["calibration_batch_size"] == 1 and info["nncf_arguments"]["subset_size"] == "20"
+    with pytest.raises(QuantizationError, match=rf"^methods\.big: the FP32 IR {re.escape(str(tmp_path))}/batch1\.xml "
+                                                r"has a fixed batch of 1; NNCF can feed it only batch_size: 1$"):
+        quantize_model(tmp_path / "batch1.xml", twenty, "big", METHOD | {"batch_size": 2}, tmp_path / "x.xml",
+                       tmp_path / "x.json")
+    with pytest.raises(QuantizationError, match=r"has a fixed batch of 2; NNCF can feed it only batch_size: 1$"):
+        quantize_model(tmp_path / "batch2.xml", twenty, "two", METHOD, tmp_path / "y.xml", tmp_path / "y.json")
+    assert not (tmp_path / "x.xml").exists() and not (tmp_path / "y.xml").exists()
 
 
 def test_whole_batches_give_other_ranges(fp32_xml, calibration, tmp_path):
@@ -283,6 +308,12 @@ def test_accuracy_control_gets_the_methods_settings(fp32_xml, calibration, tmp_p
                    tmp_path / "d/q.json", statistics_batch=1)
     aa, default = constants(tmp_path / "aa/int8.xml"), constants(tmp_path / "d/int8.xml")
     assert len(aa) == len(default) and all(np.array_equal(a, b) for a, b in zip(aa, default, strict=True))
+    # and the advanced settings count there too: with bias correction the biases move
+    quantize_model(fp32_xml, sixty, "default", {"algorithm": "default", "subset_size": 30}, tmp_path / "bc/int8.xml",
+                   tmp_path / "bc/q.json", statistics_batch=1)
+    corrected = constants(tmp_path / "bc/int8.xml")
+    assert len(corrected) == len(default) and not all(np.array_equal(a, b) for a, b in zip(corrected, default,
+                                                                                             strict=True))
     # the default max_drop (0.02), one iteration, two ranking workers: the classifier goes back to float, and NNCF
     # says why
     strict = {"algorithm": "accuracy_aware", "validation": "agreement", "max_num_iterations": 1,
