@@ -330,7 +330,7 @@ EQUIVALENT: dict[str, str] = {
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_63":
         "subset_items is always given here: nncf_arguments never reads num_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_66":
-        "subset_items is always given here: nncf_arguments never reads num_items",
+        "subset_items is at most the method's subset_size, so _subset_size(subset_size, subset_items) is subset_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_79":
         "batchwise statistics of one-image items are the statistics of each image",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":

@@ -167,8 +167,18 @@ def test_the_methods_settings_reach_nncf(fp32_xml, calibration, tmp_path):
     method = METHOD | {"preset": "mixed", "target_device": "any", "subset_size": 40, "fast_bias_correction": False,
                        "ignored_scope": {"types": ["MatMul"]}}
     few = ImageSet(calibration.images[:60], calibration.labels[:60], calibration.provenance)
+    import time
+
+    import nncf
+    import openvino as ov
+
+    start = time.perf_counter()
     info = quantize_model(fp32_xml, few, "full_bc", method, tmp_path / "int8.xml", tmp_path / "quantize.json")
+    elapsed = time.perf_counter() - start
     recorded = read_json(tmp_path / "quantize.json")
+    assert (recorded["engine"], recorded["algorithm"], recorded["nncf_version"], recorded["openvino_version"]) == (
+        "nncf", "default", nncf.__version__, ov.get_version())
+    assert 0 < recorded["quantization_seconds"] < elapsed
     assert recorded["nncf_arguments"] == {
         "preset": "mixed", "target_device": "ANY", "subset_size": "1", "fast_bias_correction": "False",
         "model_type": None,
