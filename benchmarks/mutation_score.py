@@ -356,10 +356,11 @@ def _toml_list(values: list[str]) -> str:
     return "[" + ", ".join(json.dumps(value) for value in values) + "]"
 
 
-def prepare(module: str, fresh: bool) -> Path:
-    """The module's work folder: sources and tests copied anew (mutmut's results kept unless ``fresh``)."""
+def prepare(module: str, fresh: bool, root: Path = WORK) -> Path:
+    """The module's work folder under ``root``: sources and tests copied anew (mutmut's results kept unless
+    ``fresh``)."""
     source, tests, extra = MODULES[module]
-    work = WORK / module
+    work = root / module
     if fresh and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
@@ -431,10 +432,11 @@ def score_interval(caught: int, tested: int, confidence: float = 0.95) -> tuple[
     return (float(interval.low), float(interval.high))
 
 
-def score_module(module: str, max_children: int, fresh: bool, retest: bool = False, sample: int = 1) -> dict:
+def score_module(module: str, max_children: int, fresh: bool, retest: bool = False, sample: int = 1,
+                 root: Path = WORK) -> dict:
     """mutmut run on the module (``retest``: only the mutants an earlier run did not kill, against today's tests;
     ``sample``: one mutant in ``sample``, each run again)."""
-    work = prepare(module, fresh and not retest)
+    work = prepare(module, fresh and not retest, root)
     if retest:
         names = sorted(name for name, status in statuses(work, sample).items() if status == "survived")
     else:
@@ -480,6 +482,7 @@ def main() -> None:
     parser.add_argument("--fresh", action="store_true", help="forget earlier results and test every mutant")
     parser.add_argument("--retest", action="store_true",
                         help="test again only the mutants that survived the last run (after adding tests)")
+    parser.add_argument("--work", type=Path, default=WORK, help=f"where the work folders go (default {WORK})")
     parser.add_argument("--sample", type=int, choices=sorted(SAMPLE_DIGITS), default=1,
                         help="test one mutant in N, the same ones every run (default 1: all); the score then comes "
                              "with its 95 %% interval (make mutation: 10, to fit 30 min)")
@@ -491,7 +494,8 @@ def main() -> None:
         raise SystemExit(f"{MUTMUT} is missing: install the dev extra (pip install -e '.[dev]')")
     results = []
     for module in options.modules or MODULES:
-        results.append(score_module(module, options.max_children, options.fresh, options.retest, options.sample))
+        results.append(score_module(module, options.max_children, options.fresh, options.retest, options.sample,
+                                    options.work))
         print(HEADER + "\n" + _row(results[-1]), flush=True)
     what = f"one mutant in {options.sample} (numbers ending in {', '.join(SAMPLE_DIGITS[options.sample])})"
     print(f"\n{what if options.sample > 1 else 'every mutant'}; the interval is the score's over all mutants\n"

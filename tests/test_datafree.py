@@ -1,5 +1,6 @@
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -303,3 +304,40 @@ def test_bad_settings_are_refused_and_every_setting_is_recorded(tiny_model):
         batches.append(loss.pop().item())
     loss.remove()
     assert provenance["bn_loss_final"] == pytest.approx(np.mean(batches), rel=1e-5)
+
+
+def test_a_step_torch_cannot_compile_runs_eagerly_from_then_on_and_says_why(monkeypatch, tmp_path, caplog):
+    """In process, inductor given no working C++ compiler: the first call falls back to the eager function, calls
+    ``on_fallback`` once and logs why; later calls run eagerly, and an error of the eager step is raised as it is."""
+    import torch._inductor.config as inductor_config
+
+    from synthcal.calibration.datafree import _Compiled
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    fallbacks = []
+    with inductor_config.patch({"cpp.cxx": ("no-such-compiler",)}), caplog.at_level(
+            "WARNING", logger="synthcal.calibration.datafree"):
+        step = _Compiled(lambda x: (x * 2).sum(), lambda: fallbacks.append(True))
+        assert step.eager is not step.function and step.fallback_reason is None
+        assert step(torch.ones(3)).item() == 6.0
+        assert step(torch.ones(2)).item() == 4.0
+        with pytest.raises(AttributeError, match="'str' object has no attribute 'sum'"):
+            step("not a tensor")
+    torch._dynamo.reset()
+    assert re.fullmatch(r"InductorError: InvalidCxxCompiler: No working C\+\+ compiler found in "
+                        r"torch\._inductor\.config\.cpp\.cxx: \('no-such-compiler',\)", step.fallback_reason)
+    assert step.function is step.eager and fallbacks == [True]
+    assert [record.getMessage() for record in caplog.records] == [
+        f"torch.compile failed ({step.fallback_reason}); running eagerly"]
+
+
+def test_clearing_the_bn_loss_drops_a_pass_that_was_not_popped(tiny_model):
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    loss = _BatchNormStatLoss(tiny_model)
+    with torch.no_grad():
+        tiny_model(torch.full((2, 3, 32, 32), 128.0))
+    assert len(loss.terms) == len(loss.layers) == 2
+    loss.clear()
+    assert loss.terms == []
+    loss.remove()
