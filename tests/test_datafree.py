@@ -341,3 +341,90 @@ def test_clearing_the_bn_loss_drops_a_pass_that_was_not_popped(tiny_model):
     loss.clear()
     assert loss.terms == []
     loss.remove()
+
+
+def test_total_variation_by_hand():
+    from synthcal.calibration.datafree import _total_variation
+
+    z = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])  # N=C=1, 2 rows of 3
+    # across: (1, 2, 0, 0) squared, mean 5/4; down: (2, 1, -1) squared, mean 2
+    assert _total_variation(z).item() == pytest.approx(5 / 4 + 2)
+    assert _total_variation(torch.full((2, 3, 4, 4), 7.0)).item() == 0.0
+
+
+def test_augment_shifts_by_at_most_jitter_and_flips_from_the_generator():
+    from synthcal.calibration.datafree import _augment
+
+    pixels = torch.arange(2 * 3 * 5 * 5, dtype=torch.float32).view(2, 3, 5, 5)
+    generator = torch.Generator().manual_seed(0)
+    assert torch.equal(_augment(pixels, 0, False, generator), pixels)
+    assert generator.get_state().equal(torch.Generator().manual_seed(0).get_state())  # no draw without jitter
+    seen = set()
+    for seed in range(40):
+        replay = torch.Generator().manual_seed(seed)
+        shifts = torch.randint(-2, 3, (2,), generator=replay).tolist()
+        flipped = torch.rand((), generator=replay).item() < 0.5
+        expected = torch.roll(pixels, shifts=shifts, dims=(2, 3))
+        expected = torch.flip(expected, dims=(3,)) if flipped else expected
+        assert torch.equal(_augment(pixels, 2, True, torch.Generator().manual_seed(seed)), expected)
+        seen.add((*shifts, flipped))
+    assert {shift for shifts in seen for shift in shifts[:2]} == {-2, -1, 0, 1, 2} and {s[2] for s in seen} == {
+        True, False}
+    one = torch.Generator().manual_seed(5)
+    assert torch.equal(_augment(pixels, 1, False, one), torch.roll(
+        pixels, shifts=torch.randint(-1, 2, (2,), generator=torch.Generator().manual_seed(5)).tolist(), dims=(2, 3)))
+
+
+@pytest.mark.parametrize("per_model, message", [
+    ([{"tiny": {}}], r"^calibration\.df\.per_model must map model names to inversion settings$"),
+    ({"tiny": 30}, r"^calibration\.df\.per_model\.tiny: key\(s\) \['\(not a map\)'\] are not inversion settings "
+                   r"\(allowed: \['batch_size', "),
+])
+def test_per_model_that_is_not_a_map_is_refused_in_words(per_model, message):
+    with pytest.raises(CalibrationError, match=message):
+        model_settings({"kind": "datafree", "per_model": per_model}, "tiny", "df")
+
+
+class _Shifted(nn.Module):
+    """A tiny BN network whose expected input is its own pixel space, not CIFAR-10's."""
+
+    def __init__(self):
+        super().__init__()
+        self.network = TinyClassifier((8,))
+
+    def forward(self, pixels):
+        return self.network(pixels / 255.0)
+
+    def pixel_space(self):
+        return torch.tensor([0.25, 0.5, 0.75]), torch.tensor([0.1, 0.2, 0.3])
+
+
+def test_build_counts_classes_and_passes_the_context_on(tiny_model, capsys):
+    from synthcal.calibration.datafree import CIFAR10_MEAN, build
+
+    settings = {"kind": "datafree", "iterations": 1, "precision": "fp32", "compile": False, "num_threads": 1}
+    context = CalibrationContext(size=(16, 24), classes=["a", "b", "c"], classifier=tiny_model, model_name="tiny",
+                                 show_progress=False)
+    built = build("df", settings | {"per_class": 2, "seed": 3}, context)
+    assert len(built) == 6 and built.images.shape == (6, 16, 24, 3) and built.labels.tolist() == [0, 1, 2, 3, 4, 5]
+    assert (built.provenance["seed"], built.provenance["model_name"], built.provenance["count"]) == (3, "tiny", 6)
+    assert built.provenance["image_size"] == [16, 24] and capsys.readouterr().err == ""  # no progress bar
+    assert build("df", settings | {"count": 4, "per_class": 2}, context).provenance["count"] == 4
+    defaults = build("df", settings | {"batch_size": 300}, context).provenance  # 100 per class, seed 0
+    assert (defaults["count"], defaults["seed"]) == (300, 0)
+    ten = build("df", settings | {"per_class": 1}, CalibrationContext(classifier=tiny_model, show_progress=False))
+    assert ten.provenance["count"] == 10  # no class list: 10 classes
+    torch.manual_seed(0)
+    shifted = _Shifted()
+    _fit_running_stats(shifted)
+    own = build("df", settings | {"per_class": 1}, CalibrationContext(classifier=shifted, show_progress=False))
+    assert own.provenance["pixel_mean"] == pytest.approx([0.25, 0.5, 0.75])
+    assert own.provenance["pixel_std"] == pytest.approx([0.1, 0.2, 0.3])
+    plain = build("df", settings | {"per_class": 1}, CalibrationContext(classifier=shifted.network,
+                                                                        show_progress=False))
+    assert plain.provenance["pixel_mean"] == pytest.approx(list(CIFAR10_MEAN))
+    with pytest.raises(CalibrationError, match=r"^calibration\.df: the datafree kind needs the FP32 classifier it "
+                                               r"inverts$"):
+        build("df", settings, CalibrationContext())
+    with pytest.raises(CalibrationError, match=r"^calibration\.df\.per_model must map"):
+        build("df", settings | {"per_model": [1]}, context)
