@@ -266,6 +266,8 @@ def test_a_set_larger_than_memory_allows_goes_to_a_file_batch_by_batch_with_the_
 
     in_memory = _run(tiny_model, iterations=3)
     assert not isinstance(in_memory.images, np.memmap)
+    monkeypatch.setattr(datafree, "IN_MEMORY_BYTES", 24 * 32 * 32 * 3)  # exactly the limit: still in memory
+    assert not isinstance(datafree._image_buffer((24, 32, 32, 3)), np.memmap)
     monkeypatch.setattr(datafree, "IN_MEMORY_BYTES", 10 * 32 * 32 * 3)  # 24 images are "larger than memory"
     on_file = _run(tiny_model, iterations=3)
     assert isinstance(on_file.images, np.memmap)
