@@ -329,7 +329,7 @@ def test_a_step_torch_cannot_compile_runs_eagerly_from_then_on_and_says_why(monk
     assert re.fullmatch(r"InductorError: InvalidCxxCompiler: No working C\+\+ compiler found in "
                         r"torch\._inductor\.config\.cpp\.cxx: \('no-such-compiler',\)", step.fallback_reason)
     assert step.function is step.eager and fallbacks == [True]
-    assert [record.getMessage() for record in caplog.records] == [
+    assert [record.getMessage() for record in caplog.records if record.name == "synthcal.calibration.datafree"] == [
         f"torch.compile failed ({step.fallback_reason}); running eagerly"]
 
 
@@ -430,3 +430,73 @@ def test_build_counts_classes_and_passes_the_context_on(tiny_model, capsys):
         build("df", settings, CalibrationContext())
     with pytest.raises(CalibrationError, match=r"^calibration\.df\.per_model must map"):
         build("df", settings | {"per_model": [1]}, context)
+
+
+def test_step_loss_by_hand(tiny_model):
+    """The BN loss plus each weighted term, as computed here from its parts; bf16 autocast changes the sum."""
+    import torch.nn.functional as F
+
+    from synthcal.calibration.datafree import _BatchNormStatLoss, _step_loss, _total_variation
+
+    z = torch.randn((4, 3, 32, 32), generator=torch.Generator().manual_seed(0))
+    pixels, targets = 128.0 + 40.0 * z, torch.tensor([0, 1, 2, 3])
+    stat_loss = _BatchNormStatLoss(tiny_model)
+    with torch.no_grad():
+        logits = tiny_model(pixels)
+        parts = {"bn": stat_loss.pop(), "ce": F.cross_entropy(logits, targets), "tv": _total_variation(z),
+                 "l2": z.pow(2).mean()}
+        for weights in [(0.0, 0.0, 0.0), (0.5, 0.0, 0.0), (0.0, 0.25, 0.0), (0.0, 0.0, 0.125), (0.5, 0.25, 0.125)]:
+            statistics, total = _step_loss(tiny_model, stat_loss, False, *weights, pixels, z, targets)
+            expected = parts["bn"] + weights[0] * parts["ce"] + weights[1] * parts["tv"] + weights[2] * parts["l2"]
+            assert statistics.item() == pytest.approx(parts["bn"].item(), rel=1e-6)
+            assert total.item() == pytest.approx(expected.item(), rel=1e-6), weights
+        _, in_bf16 = _step_loss(tiny_model, stat_loss, True, 0.5, 0.25, 0.125, pixels, z, targets)
+    assert in_bf16.item() != total.item() and in_bf16.item() == pytest.approx(total.item(), rel=0.05)
+    stat_loss.remove()
+
+
+def test_images_start_from_the_seeds_normal_draw_clamped_to_the_pixel_range(tiny_model):
+    """lr 0 leaves the start as it is: per batch, the seed's normal draw clamped so that 255 (mean + std z) stays
+    in [0, 255], rounded to uint8."""
+    from synthcal.calibration.datafree import CIFAR10_MEAN, CIFAR10_STD
+
+    result = _run(tiny_model, count=5, batch_size=3, iterations=1, lr=0.0, seed=7)
+    mean, std = (torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1) for values in (CIFAR10_MEAN, CIFAR10_STD))
+    generator, expected = torch.Generator().manual_seed(7), []
+    for size in (3, 2):
+        z = torch.randn((size, 3, 32, 32), generator=generator).clamp_((0.0 - mean) / std, (1.0 - mean) / std)
+        expected.append((255.0 * (mean + std * z)).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
+    np.testing.assert_array_equal(result.images, np.concatenate(expected))
+    assert (result.images == 0).any() and (result.images == 255).any()  # the clamp acted
+    assert len(_run(tiny_model, count=1, batch_size=1, iterations=1)) == 1  # one image, one a batch: allowed
+
+
+def test_each_setting_changes_the_images_and_augmentation_follows_the_seed(tiny_model):
+    def images(**overrides):
+        return _run(tiny_model, count=8, batch_size=8, iterations=3, **overrides).images
+
+    plain = images()
+    augmented = images(jitter=1, flip=True)
+    np.testing.assert_array_equal(augmented, images(jitter=1, flip=True))  # the seed's generator, not torch's
+    for changed in (augmented, images(flip=True), images(precision="bf16")):
+        assert not np.array_equal(changed, plain)
+    # no class targets: the cross-entropy weight is not used
+    np.testing.assert_array_equal(images(class_targets=False), images(class_targets=False, ce_weight=0.0))
+    assert not np.array_equal(images(class_targets=False), plain)
+    norm, kl = (_run(tiny_model, iterations=1, bn_loss=form).provenance["bn_loss_initial"]
+                for form in ("norm", "gaussian_kl"))
+    assert norm != kl
+
+
+def test_a_step_that_cannot_be_compiled_gives_the_eager_images_and_records_why(tiny_model, monkeypatch, tmp_path):
+    import torch._inductor.config as inductor_config
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "cache"))
+    eager = _run(tiny_model, count=6, batch_size=6, iterations=2)
+    with inductor_config.patch({"cpp.cxx": ("no-such-compiler",)}):
+        fallen_back = _run(tiny_model, count=6, batch_size=6, iterations=2, compile=True)
+    torch._dynamo.reset()
+    assert fallen_back.provenance["compiled"] is False
+    assert fallen_back.provenance["compile_fallback"].startswith("InductorError: InvalidCxxCompiler")
+    np.testing.assert_array_equal(fallen_back.images, eager.images)
+    assert fallen_back.provenance["bn_loss_final"] == eager.provenance["bn_loss_final"]

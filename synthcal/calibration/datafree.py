@@ -195,6 +195,23 @@ def _batch_sizes(count: int, batch_size: int) -> list[int]:
     return [base + (1 if index < extra else 0) for index in range(batches)]
 
 
+def _step_loss(model: nn.Module, stat_loss: _BatchNormStatLoss, bf16: bool, ce_weight: float, tv_weight: float,
+               l2_weight: float, pixels: torch.Tensor, z: torch.Tensor, targets: torch.Tensor):
+    """(BN-statistics loss, total loss) of one step, the part worth compiling: the BN loss, plus ``ce_weight`` ×
+    cross-entropy towards ``targets``, ``tv_weight`` × total variation and ``l2_weight`` × mean square of ``z``."""
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(pixels).float()
+    statistics = stat_loss.pop()
+    loss = statistics
+    if ce_weight:
+        loss = loss + ce_weight * F.cross_entropy(logits, targets)
+    if tv_weight:
+        loss = loss + tv_weight * _total_variation(z)
+    if l2_weight:
+        loss = loss + l2_weight * z.pow(2).mean()
+    return statistics, loss
+
+
 def invert_batchnorm(
     model: nn.Module,
     count: int,
@@ -255,20 +272,8 @@ def invert_batchnorm(
     for parameter in frozen:  # gradients for the images only
         parameter.requires_grad_(False)
 
-    def loss_terms(pixels, z, targets):
-        """(BN-statistics loss, total loss) of one step: the part worth compiling."""
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(pixels).float()
-        statistics = stat_loss.pop()
-        loss = statistics
-        if class_targets and ce_weight:
-            loss = loss + ce_weight * F.cross_entropy(logits, targets)
-        if tv_weight:
-            loss = loss + tv_weight * _total_variation(z)
-        if l2_weight:
-            loss = loss + l2_weight * z.pow(2).mean()
-        return statistics, loss
-
+    loss_terms = functools.partial(_step_loss, model, stat_loss, precision == "bf16",
+                                   ce_weight if class_targets else 0.0, tv_weight, l2_weight)
     step_loss = _Compiled(loss_terms, stat_loss.clear) if compile else loss_terms
     try:
         with _torch_threads(num_threads), _grouped_convolutions_in_float32(model, precision == "bf16") as float32_convs:
