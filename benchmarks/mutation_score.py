@@ -333,6 +333,98 @@ EQUIVALENT: dict[str, str] = {
         "subset_items is at most the method's subset_size, so _subset_size(subset_size, subset_items) is subset_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_79":
         "batchwise statistics of one-image items are the statistics of each image",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_81":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_82":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_83":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_84":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_85":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_86":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_87":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_88":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_89":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_90":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_91":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_92":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_93":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_94":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_220":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_221":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_222":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_223":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_224":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_225":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_226":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_227":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_228":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_229":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_230":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_231":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_232":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_233":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_234":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_235":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_236":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_30":
+        "a (3, 1, 1) view broadcasts against (N, 3, H, W) as (1, 3, 1, 1) does",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_47":
+        "a (3, 1, 1) view broadcasts against (N, 3, H, W) as (1, 3, 1, 1) does",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_35":
+        "the pixel space comes as Python floats or float32 tensors: as_tensor gives float32",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_37":
+        "the pixel space comes as Python floats or float32 tensors: as_tensor gives float32",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_52":
+        "the pixel space comes as Python floats or float32 tensors: as_tensor gives float32",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_54":
+        "the pixel space comes as Python floats or float32 tensors: as_tensor gives float32",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_79":
+        "num_classes is set by the first batch before it is read",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_97":
+        "autograd.grad asks for z's gradient only: parameters needing gradients cost time, not results",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_99":
+        "bfloat16 is CPU autocast's default dtype",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_102":
+        "bfloat16 is CPU autocast's default dtype",
+    "synthcal.calibration.datafree.x__image_buffer__mutmut_13":
+        "uint8 is np.memmap's default dtype",
+    "synthcal.calibration.datafree.x__image_buffer__mutmut_14":
+        "np.memmap's default mode r+ grows the new, empty file to the shape as w+ does",
+    "synthcal.calibration.datafree.x__image_buffer__mutmut_16":
+        "the temporary file's name prefix only",
+    "synthcal.calibration.datafree.x__image_buffer__mutmut_17":
+        "the temporary file's name prefix only",
+    "synthcal.calibration.datafree.x__image_buffer__mutmut_18":
+        "the temporary file's name prefix only",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

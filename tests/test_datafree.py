@@ -460,14 +460,16 @@ def test_images_start_from_the_seeds_normal_draw_clamped_to_the_pixel_range(tiny
     in [0, 255], rounded to uint8."""
     from synthcal.calibration.datafree import CIFAR10_MEAN, CIFAR10_STD
 
-    result = _run(tiny_model, count=5, batch_size=3, iterations=1, lr=0.0, seed=7)
+    result = _run(tiny_model, count=7, batch_size=3, iterations=1, lr=0.0, seed=7)
     mean, std = (torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1) for values in (CIFAR10_MEAN, CIFAR10_STD))
     generator, expected = torch.Generator().manual_seed(7), []
-    for size in (3, 2):
+    for size in (3, 2, 2):
         z = torch.randn((size, 3, 32, 32), generator=generator).clamp_((0.0 - mean) / std, (1.0 - mean) / std)
         expected.append((255.0 * (mean + std * z)).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     np.testing.assert_array_equal(result.images, np.concatenate(expected))
     assert (result.images == 0).any() and (result.images == 255).any()  # the clamp acted
+    assert result.labels.tolist() == list(range(7))
+    assert all(parameter.requires_grad for parameter in tiny_model.parameters())  # frozen for the call only
     assert len(_run(tiny_model, count=1, batch_size=1, iterations=1)) == 1  # one image, one a batch: allowed
 
 
@@ -478,6 +480,8 @@ def test_each_setting_changes_the_images_and_augmentation_follows_the_seed(tiny_
     plain = images()
     augmented = images(jitter=1, flip=True)
     np.testing.assert_array_equal(augmented, images(jitter=1, flip=True))  # the seed's generator, not torch's
+    recorded = _run(tiny_model, iterations=1, jitter=1, flip=True).provenance
+    assert (recorded["flip"], recorded["jitter"], recorded["optimizer"]) == (True, 1, "adam(betas=0.5,0.9)+cosine")
     for changed in (augmented, images(flip=True), images(precision="bf16")):
         assert not np.array_equal(changed, plain)
     # no class targets: the cross-entropy weight is not used
