@@ -361,40 +361,6 @@ EQUIVALENT: dict[str, str] = {
         "the progress bar (stderr only)",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_94":
         "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_220":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_221":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_222":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_223":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_224":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_225":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_226":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_227":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_228":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_229":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_230":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_231":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_232":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_233":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_234":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_235":
-        "the progress bar (stderr only)",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_236":
-        "the progress bar (stderr only)",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_30":
         "a (3, 1, 1) view broadcasts against (N, 3, H, W) as (1, 3, 1, 1) does",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_47":
@@ -411,10 +377,6 @@ EQUIVALENT: dict[str, str] = {
         "num_classes is set by the first batch before it is read",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_97":
         "autograd.grad asks for z's gradient only: parameters needing gradients cost time, not results",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_99":
-        "bfloat16 is CPU autocast's default dtype",
-    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_102":
-        "bfloat16 is CPU autocast's default dtype",
     "synthcal.calibration.datafree.x__image_buffer__mutmut_13":
         "uint8 is np.memmap's default dtype",
     "synthcal.calibration.datafree.x__image_buffer__mutmut_14":
@@ -425,6 +387,14 @@ EQUIVALENT: dict[str, str] = {
         "the temporary file's name prefix only",
     "synthcal.calibration.datafree.x__image_buffer__mutmut_18":
         "the temporary file's name prefix only",
+    "synthcal.calibration.datafree.xǁ_Compiledǁ__init____mutmut_5":
+        "torch.compile's shape handling: when it recompiles, not what the step computes",
+    "synthcal.calibration.datafree.xǁ_Compiledǁ__init____mutmut_7":
+        "torch.compile's shape handling: when it recompiles, not what the step computes",
+    "synthcal.calibration.datafree.xǁ_Compiledǁ__init____mutmut_8":
+        "torch.compile's shape handling: when it recompiles, not what the step computes",
+    "synthcal.calibration.datafree.x_build__mutmut_43":
+        "show_progress None disables the bar as False does",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

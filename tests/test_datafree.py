@@ -504,3 +504,10 @@ def test_a_step_that_cannot_be_compiled_gives_the_eager_images_and_records_why(t
     assert fallen_back.provenance["compile_fallback"].startswith("InductorError: InvalidCxxCompiler")
     np.testing.assert_array_equal(fallen_back.images, eager.images)
     assert fallen_back.provenance["bn_loss_final"] == eager.provenance["bn_loss_final"]
+
+
+def test_a_failure_is_named_in_one_line():
+    from synthcal.calibration.datafree import failure_reason
+
+    assert failure_reason(ValueError("first line\nsecond line")) == "ValueError: first line"
+    assert failure_reason(RuntimeError()) == "RuntimeError: "

@@ -77,6 +77,12 @@ def _grouped_convolutions_in_float32(model: nn.Module, enabled: bool):
             del conv.forward
 
 
+def failure_reason(error: Exception) -> str:
+    """One line naming a failure: its type and the first line of its message."""
+    message = str(error)
+    return f"{type(error).__name__}: {message.splitlines()[0] if message else ''}"
+
+
 class _Compiled:
     """``torch.compile`` of a step function; falls back to eager (and says why) where compiling fails,
     e.g. on a machine without a C++ compiler."""
@@ -93,7 +99,7 @@ class _Compiled:
         except Exception as error:  # noqa: BLE001 - any compiler failure: run eagerly instead
             if self.function is self.eager:
                 raise
-            self.fallback_reason = f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            self.fallback_reason = failure_reason(error)
             logging.getLogger(__name__).warning("torch.compile failed (%s); running eagerly", self.fallback_reason)
             self.function = self.eager
             if self.on_fallback:
