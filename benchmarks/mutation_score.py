@@ -395,6 +395,8 @@ EQUIVALENT: dict[str, str] = {
         "torch.compile's shape handling: when it recompiles, not what the step computes",
     "synthcal.calibration.datafree.x_build__mutmut_43":
         "show_progress None disables the bar as False does",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_2":
+        "the progress bar (stderr only)",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

@@ -468,6 +468,17 @@ def test_images_start_from_the_seeds_normal_draw_clamped_to_the_pixel_range(tiny
         expected.append((255.0 * (mean + std * z)).round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy())
     np.testing.assert_array_equal(result.images, np.concatenate(expected))
     assert (result.images == 0).any() and (result.images == 255).any()  # the clamp acted
+    # the BN loss before and after is that of these images, batch by batch
+    from synthcal.calibration.datafree import _BatchNormStatLoss
+
+    loss, by_batch = _BatchNormStatLoss(tiny_model), []
+    for batch in np.split(result.images, [3, 5]):
+        with torch.no_grad():
+            tiny_model(torch.as_tensor(batch).permute(0, 3, 1, 2).float())
+        by_batch.append(loss.pop().item())
+    loss.remove()
+    assert result.provenance["bn_loss_initial"] == pytest.approx(np.mean(by_batch), rel=1e-5)
+    assert result.provenance["bn_loss_final"] == pytest.approx(np.mean(by_batch), rel=1e-5)
     assert result.labels.tolist() == list(range(7))
     assert all(parameter.requires_grad for parameter in tiny_model.parameters())  # frozen for the call only
     assert len(_run(tiny_model, count=1, batch_size=1, iterations=1)) == 1  # one image, one a batch: allowed
@@ -484,6 +495,8 @@ def test_each_setting_changes_the_images_and_augmentation_follows_the_seed(tiny_
     assert (recorded["flip"], recorded["jitter"], recorded["optimizer"]) == (True, 1, "adam(betas=0.5,0.9)+cosine")
     for changed in (augmented, images(flip=True), images(precision="bf16")):
         assert not np.array_equal(changed, plain)
+    for weight in ("tv_weight", "l2_weight"):
+        assert not np.array_equal(images(**{weight: 1.0}), images(**{weight: 0.0})), weight
     # no class targets: the cross-entropy weight is not used
     np.testing.assert_array_equal(images(class_targets=False), images(class_targets=False, ce_weight=0.0))
     assert not np.array_equal(images(class_targets=False), plain)
