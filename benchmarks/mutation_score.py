@@ -423,6 +423,34 @@ EQUIVALENT: dict[str, str] = {
         "no C++ compiler: inductor fails after dynamo traced the hooks without running them, no terms to clear",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_125":
         "no C++ compiler: inductor fails after dynamo traced the hooks without running them, no terms to clear",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_220":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_221":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_222":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_223":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_224":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_225":
+        "the progress bar (stderr only)",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_227":
+        "z is clamped to the pixel range after every step: the rounded pixels are in [0, 255]",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_228":
+        "z is clamped to the pixel range after every step: the rounded pixels are in [0, 255]",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_230":
+        "z is clamped to the pixel range after every step: the rounded pixels are in [0, 255]",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_236":
+        "z is clamped to the pixel range after every step: the rounded pixels are in [0, 255]",
+    "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_249":
+        "a float tensor of whole values 0 to 255, cast to uint8 by numpy on assignment",
+    "synthcal.calibration.datafree.x__step_loss__mutmut_2":
+        "bfloat16 is CPU autocast's default dtype",
+    "synthcal.calibration.datafree.x__step_loss__mutmut_5":
+        "bfloat16 is CPU autocast's default dtype",
+    "synthcal.calibration.datafree.x__augment__mutmut_30":
+        "a uniform draw is exactly 0.5 with probability 2^-24",
     "synthcal.models.preprocessing.x_parse_size_name__mutmut_3":
         "rpartition: the names it parses come from size_name, with one 'x'",
     "synthcal.models.preprocessing.x_resize_images__mutmut_21": "the row it fills is uint8: numpy casts on assignment",

@@ -248,6 +248,14 @@ def test_gaussian_kl_bn_loss_by_hand():
     layer(x)
     assert loss.pop().item() == pytest.approx(0.0, abs=1e-7)
     loss.remove()
+    # eps 1 on both variances: channel 1's ratio (4 + 1) / (2 + 1), its shift 2² / (2 + 1)
+    padded = nn.BatchNorm2d(2, eps=1.0).eval()
+    padded.running_mean.copy_(torch.tensor([1.0, 0.0]))
+    padded.running_var.copy_(torch.tensor([1.0, 2.0]))
+    loss = _BatchNormStatLoss(padded, "gaussian_kl")
+    padded(x)
+    assert loss.pop().item() == pytest.approx(0.5 * (0.5 * (5 / 3 + 4 / 3 - 1 - np.log(5 / 3))), rel=1e-6)
+    loss.remove()
     with pytest.raises(ValueError, match=r"bn_loss must be one of \['gaussian_kl', 'norm'\], got 'l1'"):
         _BatchNormStatLoss(layer, "l1")
 
@@ -348,9 +356,9 @@ def test_clearing_the_bn_loss_drops_a_pass_that_was_not_popped(tiny_model):
 def test_total_variation_by_hand():
     from synthcal.calibration.datafree import _total_variation
 
-    z = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0]]]])  # N=C=1, 2 rows of 3
-    # across: (1, 2, 0, 0) squared, mean 5/4; down: (2, 1, -1) squared, mean 2
-    assert _total_variation(z).item() == pytest.approx(5 / 4 + 2)
+    z = torch.tensor([[[[0.0, 1.0, 3.0], [2.0, 2.0, 2.0], [2.0, 4.0, 2.0]]]])  # N=C=1, 3 rows of 3
+    # across: (1, 2, 0, 0, 2, -2) squared, mean 13/6; down: (2, 1, -1, 0, 2, 0) squared, mean 10/6
+    assert _total_variation(z).item() == pytest.approx(13 / 6 + 10 / 6)
     assert _total_variation(torch.full((2, 3, 4, 4), 7.0)).item() == 0.0
 
 
@@ -493,6 +501,7 @@ def test_each_setting_changes_the_images_and_augmentation_follows_the_seed(tiny_
     np.testing.assert_array_equal(augmented, images(jitter=1, flip=True))  # the seed's generator, not torch's
     recorded = _run(tiny_model, iterations=1, jitter=1, flip=True).provenance
     assert (recorded["flip"], recorded["jitter"], recorded["optimizer"]) == (True, 1, "adam(betas=0.5,0.9)+cosine")
+    assert recorded["parameterisation"] == "255 * (pixel_mean + pixel_std * z), clamped to [0,255] pixels"
     for changed in (augmented, images(flip=True), images(precision="bf16")):
         assert not np.array_equal(changed, plain)
     for weight in ("tv_weight", "l2_weight"):
