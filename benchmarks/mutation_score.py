@@ -331,6 +331,8 @@ EQUIVALENT: dict[str, str] = {
         "subset_items is always given here: nncf_arguments never reads num_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_66":
         "subset_items is at most the method's subset_size, so _subset_size(subset_size, subset_items) is subset_items",
+    "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_67":
+        "the items hold only the subset, so _subset_size(subset_size, len(items)) is subset_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_79":
         "batchwise statistics of one-image items are the statistics of each image",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_81":

@@ -404,6 +404,7 @@ def test_each_candidates_recipe_reaches_nncf_and_the_proxy_picks(tmp_path):
         c["quantization_seconds"] + c["proxy_seconds"] for c in info["candidates"]))
     assert read_json(tmp_path / "out/quantize.json")["chosen"] == info["chosen"]
     assert info["calibration_samples_used"] == info["calibration_images_available"] == 150
+    assert info["calibration_set"] == {"name": "calib"} and info["holdout_set"] == {"name": "hold"}
     with pytest.raises(AutoMethodError, match=r"methods.auto.holdout None holds only images that are also in "
                                               r"calibration.calib \(5 of 5\)"):  # nothing left held out
         quantize_auto(tmp_path / "fp32.xml", calibration, ImageSet(pool[:5], np.full(5, -1), {}), "auto", method,
@@ -476,10 +477,19 @@ def test_each_candidate_setting_takes_exactly_its_values(key):
     ([{"id": "g", "gptq_damp": 0.5}], "methods.auto.candidates[0].gptq_damp is set without weight_rounding: gptq"),
     ([{"id": "a", "subset_size": 0}], "methods.auto.candidates[0].subset_size must be 'all' or a positive number, "
                                       "got 0"),
+    *[([{"id": "g", "weight_rounding": "gptq", "overflow_fix": "disable", "gptq_damp": damp}],
+       f"methods.auto.candidates[0].gptq_damp must be a positive number, got {damp!r}")
+      for damp in (0, -0.1, True, "1")],
 ])
 def test_bad_candidates_are_refused_in_one_line(candidates, message):
     with pytest.raises(AutoMethodError, match="^" + re.escape(message)):
         candidates_of("auto", {"candidates": candidates})
+
+
+def test_an_unknown_proxy_is_refused_naming_the_method():
+    assert candidates_of("auto", {"candidates": [{"id": "a"}], "proxy": "kl"}) == [{"id": "a"}]
+    with pytest.raises(AutoMethodError, match=r"^methods\.auto\.proxy 'l2' is not one of "):
+        candidates_of("auto", {"candidates": [{"id": "a"}], "proxy": "l2"})
 
 
 def test_candidate_names_may_hold_underscores_and_dashes():

@@ -132,8 +132,19 @@ def test_precision_auto_follows_the_cpu_and_bad_values_are_refused():
     native = torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
     assert resolve_precision("auto") == ("bf16" if native else "fp32")
     assert resolve_precision("fp32") == "fp32"
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(ValueError, match=r"^precision must be auto, fp32 or bf16, got 'fp16'$"):
         resolve_precision("fp16")
+
+
+@pytest.mark.parametrize(("avx512_bf16", "amx", "expected"), [
+    (False, False, "fp32"), (True, False, "bf16"), (False, True, "bf16"), (True, True, "bf16")])
+def test_precision_auto_is_bf16_only_where_the_cpu_computes_it(monkeypatch, avx512_bf16, amx, expected):
+    """Both answers of ``auto``; this CPU gives one of them, so the other CPUs' answers come from torch's own
+    capability checks, set here."""
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    assert resolve_precision("auto") == expected
+    assert resolve_precision("bf16") == "bf16"
 
 
 def test_under_bf16_grouped_convolutions_run_in_float32_and_the_model_is_left_as_it_was():
@@ -258,6 +269,11 @@ def test_gaussian_kl_bn_loss_by_hand():
     loss.remove()
     with pytest.raises(ValueError, match=r"bn_loss must be one of \['gaussian_kl', 'norm'\], got 'l1'"):
         _BatchNormStatLoss(layer, "l1")
+    with pytest.raises(ValueError, match=r"^model has no nn\.BatchNorm2d layers to invert$"):
+        _BatchNormStatLoss(nn.Conv2d(3, 3, 1))
+    with pytest.raises(ValueError, match=r"^every BatchNorm2d layer needs running statistics "
+                                         r"\(track_running_stats=True\)$"):
+        _BatchNormStatLoss(nn.Sequential(nn.BatchNorm2d(3), nn.BatchNorm2d(3, track_running_stats=False)))
 
 
 def test_gaussian_kl_lowers_the_norm_loss_too_and_is_recorded(tiny_model):

@@ -118,9 +118,16 @@ def test_the_workflow_entry_writes_fp32_then_int8_against_it(tmp_path):
     assert crossfold["crossfold"]["images_per_fold"] == [15, 15] and crossfold["untrained"] is False
     assert crossfold["calibration"] == "cf" and crossfold["agreement_with_fp32"] == 1.0
     write_json(tmp_path / "export.json", {"model": "tiny"})  # no "untrained": a trained model
-    assert evaluate_from_files(
+    trained, _ = evaluate_from_files(
         _Files(xml=xml, test=tmp_path / "test.npz", export_info=tmp_path / "export.json"),
-        _Files(metrics=tmp_path / "t.json", predictions=tmp_path / "t.npz"), {})[0]["untrained"] is False
+        _Files(metrics=tmp_path / "t.json", predictions=tmp_path / "t.npz"), {"precision_hint": "bf16"})
+    assert trained["untrained"] is False and trained["precision_hint"] == "bf16"
+    (tmp_path / "cut.npz").write_bytes((tmp_path / "fp32.npz").read_bytes()[:40])
+    with pytest.raises(ValueError, match=r"cut\.npz is not a readable FP32 predictions file \(not an \.npz"):
+        evaluate_from_files(
+            _Files(xml=xml, test=tmp_path / "test.npz", fp32_metrics=tmp_path / "fp32.json",
+                   fp32_predictions=tmp_path / "cut.npz", quantize_info=tmp_path / "quantize.json"),
+            _Files(metrics=tmp_path / "c.json", predictions=tmp_path / "c.npz"), {})
 
 
 def test_a_crossfold_cell_scores_each_image_with_its_folds_model(tmp_path):

@@ -101,6 +101,7 @@ def test_ignored_scope_and_advanced_settings_become_nncfs_objects():
                                                      validate=False)
     assert _ignored_scope({"types": ["MatMul"]}) == nncf.IgnoredScope(names=[], types=["MatMul"], patterns=[],
                                                                       validate=True)
+    assert _ignored_scope({"names": ["conv1"]}) == nncf.IgnoredScope(names=["conv1"], types=[], patterns=[])
     assert _ignored_scope({}) is None and _ignored_scope(None) is None
     assert _advanced_parameters(None) is None and _advanced_parameters({}) is None
     given = {"overflow_fix": "disable", "disable_bias_correction": True}
@@ -137,7 +138,8 @@ def test_an_ir_with_a_fixed_batch_of_one_is_fed_an_image_per_item(calibration, t
         model = ov.convert_model(network, example_input=torch.zeros(batch, 3, 32, 32), input=[batch, 3, 32, 32])
         ov.save_model(model, tmp_path / f"batch{batch}.xml", compress_to_fp16=False)
     twenty = ImageSet(calibration.images[:20], calibration.labels[:20], {})
-    info = quantize_model(tmp_path / "batch1.xml", twenty, "default", METHOD, tmp_path / "int8.xml",
+    unbatched = {key: value for key, value in METHOD.items() if key != "batch_size"}  # batch_size: 1 by default
+    info = quantize_model(tmp_path / "batch1.xml", twenty, "default", unbatched, tmp_path / "int8.xml",
                           tmp_path / "q.json")
     assert info["calibration_batch_size"] == 1 and info["nncf_arguments"]["subset_size"] == "20"
     with pytest.raises(QuantizationError, match=rf"^methods\.big: the FP32 IR {re.escape(str(tmp_path))}/batch1\.xml "
@@ -277,6 +279,9 @@ def test_accuracy_aware_records_its_validation(fp32_xml, calibration, tmp_path, 
         "validation": "labels", "validation_images": 30, "max_drop": 0.9, "drop_type": "relative"}
     assert control["metric_drop"] == pytest.approx((control["baseline_metric"] - control["final_metric"])
                                                    / control["baseline_metric"])
+    # NNCF itself was held to the relative drop: it names the drop type it computed with
+    assert [line for line in control["nncf_log"] if line.endswith(("(relative)", "(absolute)"))] == [
+        "Accuracy drop: None (relative)"]
     assert info["validation_count_capped"] == {"requested": 50, "used": 30} and info["calibration_batch_size"] == 1
     # unlabelled: "auto" validates on agreement with FP32, which FP32 itself meets fully
     method = {"algorithm": "accuracy_aware", "validation": "auto", "validation_count": 20, "max_drop": 0.9}
