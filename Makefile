@@ -55,7 +55,7 @@ test: lint
 	$(BIN)/python -m pytest -q
 
 # Mutation score of the modules that decide the study's numbers (not CI); MODULES= picks some. One mutant in 10
-# fits 30 min on 2 cores; SAMPLE=1 tests every mutant (about 2 hours)
+# fits 30 min on 2 cores; SAMPLE=1 tests every mutant (2 to 3 hours)
 MODULES ?=
 SAMPLE ?= 10
 mutation: env

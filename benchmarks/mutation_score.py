@@ -335,6 +335,8 @@ EQUIVALENT: dict[str, str] = {
         "the items hold only the subset, so _subset_size(subset_size, len(items)) is subset_items",
     "synthcal.quantization.nncf_engine.x_quantize_model__mutmut_79":
         "batchwise statistics of one-image items are the statistics of each image",
+    "synthcal.calibration.datafree.xǁ_BatchNormStatLossǁ__init____mutmut_13":
+        "nn.BatchNorm2d has both running buffers or neither (track_running_stats)",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_81":
         "the progress bar (stderr only)",
     "synthcal.calibration.datafree.x_invert_batchnorm__mutmut_82":

@@ -556,12 +556,12 @@ def test_three_steps_by_hand_give_the_same_images(tiny_model):
     of 255 (mean + std z), Adam with betas (0.5, 0.9) and a cosine-decayed learning rate, z clamped again."""
     from synthcal.calibration.datafree import CIFAR10_MEAN, CIFAR10_STD, _BatchNormStatLoss, _step_loss
 
-    result = _run(tiny_model, count=4, batch_size=4, iterations=3, lr=0.2, seed=5, tv_weight=0.5, l2_weight=0.25,
+    result = _run(tiny_model, count=4, batch_size=4, iterations=3, lr=1.5, seed=5, tv_weight=0.5, l2_weight=0.25,
                   ce_weight=0.75)
     mean, std = (torch.tensor(values, dtype=torch.float32).view(1, 3, 1, 1) for values in (CIFAR10_MEAN, CIFAR10_STD))
     low, high = (0.0 - mean) / std, (1.0 - mean) / std
     z = torch.randn((4, 3, 32, 32), generator=torch.Generator().manual_seed(5)).clamp_(low, high).requires_grad_(True)
-    optimizer = torch.optim.Adam([z], lr=0.2, betas=(0.5, 0.9))
+    optimizer = torch.optim.Adam([z], lr=1.5, betas=(0.5, 0.9))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=3)
     stat_loss, targets = _BatchNormStatLoss(tiny_model), torch.arange(4)
     for parameter in tiny_model.parameters():
